@@ -1,0 +1,198 @@
+//! SQS record -> Kafka record. The Kafka value is the envelope below (JSON):
+//!
+//! ```json
+//! { "schemaVersion": 1,
+//!   "idempotencyKey": "thermo-0001#seq:42",
+//!   "deviceId": "thermo-0001",
+//!   "sqsMessageId": "059f36b4-...",          // absent when not from SQS
+//!   "nonFinitePaths": ["/readings/temp"],    // absent when empty; those values are null in body
+//!   "body": { ...the SQS body as the IoT rule wrote it: device payload + mqtt_topic, client_id, received_at } }
+//! ```
+//!
+//! The first hop only *frames* a message (it must find a device for the key); full
+//! validation is the writer's, so every producer to the topic is held to the same rules.
+
+use aws_lambda_events::sqs::SqsMessage;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Rejection, Unparseable};
+use crate::key::idempotency_key;
+use crate::parse::{ParsedBody, parse_body};
+use crate::validate::{FIELD_MQTT_TOPIC, FIELD_RECEIVED_AT, check_device_id};
+
+pub const SCHEMA_VERSION: u32 = 1;
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+
+/// Kafka header names written by the bridge.
+pub mod header {
+    pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+    pub const SQS_MESSAGE_ID: &str = "sqs-message-id";
+    pub const SQS_RECEIVE_COUNT: &str = "sqs-receive-count";
+    pub const MQTT_TOPIC: &str = "mqtt-topic";
+    pub const RECEIVED_AT: &str = "received-at";
+    pub const CONTENT_TYPE: &str = "content-type";
+    pub const SCHEMA_VERSION: &str = "schema-version";
+    /// The X-Ray trace header, as SQS's `AWSTraceHeader` system attribute carries it.
+    pub const TRACE: &str = "x-amzn-trace-id";
+    pub const DLQ_REASON: &str = "dlq-reason";
+    pub const DLQ_KIND: &str = "dlq-kind";
+    pub const DLQ_VIOLATIONS: &str = "dlq-violations";
+    pub const DLQ_STAGE: &str = "dlq-stage";
+    pub const ORIGINAL_TOPIC: &str = "original-topic";
+    pub const ORIGINAL_PARTITION: &str = "original-partition";
+    pub const ORIGINAL_OFFSET: &str = "original-offset";
+    pub const ORIGINAL_TIMESTAMP: &str = "original-timestamp";
+}
+
+/// SQS system attribute names (as the Lambda event carries them).
+pub const ATTR_RECEIVE_COUNT: &str = "ApproximateReceiveCount";
+pub const ATTR_TRACE_HEADER: &str = "AWSTraceHeader";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    pub schema_version: u32,
+    pub idempotency_key: String,
+    pub device_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqs_message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub non_finite_paths: Vec<String>,
+    pub body: Map<String, Value>,
+}
+
+/// A record ready for any Kafka client: the mapping stays free of rdkafka.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaRecord {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl KafkaRecord {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A body the first hop accepts: a JSON object with a valid `deviceId`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Framed {
+    pub device_id: String,
+    pub key: String,
+    pub parsed: ParsedBody,
+}
+
+/// Parses an SQS body far enough to key it. Anything refused here can never succeed.
+pub fn frame(body: &str) -> Result<Framed, Rejection> {
+    let parsed = parse_body(body)?;
+    let device_id = check_device_id(parsed.object.get("deviceId"))
+        .map_err(|v| Rejection::Invalid(vec![v]))?
+        .to_owned();
+    let key = idempotency_key(&device_id, &parsed.object);
+    Ok(Framed {
+        device_id,
+        key,
+        parsed,
+    })
+}
+
+impl Framed {
+    /// Builds the telemetry-topic record: key = deviceId, value = [`Envelope`].
+    pub fn into_kafka_record(self, msg: &SqsMessage) -> KafkaRecord {
+        let mut headers = vec![
+            (header::IDEMPOTENCY_KEY, self.key.clone()),
+            (header::CONTENT_TYPE, CONTENT_TYPE_JSON.to_owned()),
+            (header::SCHEMA_VERSION, SCHEMA_VERSION.to_string()),
+        ];
+        if let Some(topic) = self
+            .parsed
+            .object
+            .get(FIELD_MQTT_TOPIC)
+            .and_then(Value::as_str)
+        {
+            headers.push((header::MQTT_TOPIC, topic.to_owned()));
+        }
+        if let Some(at) = self
+            .parsed
+            .object
+            .get(FIELD_RECEIVED_AT)
+            .and_then(Value::as_i64)
+        {
+            headers.push((header::RECEIVED_AT, at.to_string()));
+        }
+        headers.extend(sqs_headers(msg));
+        let envelope = Envelope {
+            schema_version: SCHEMA_VERSION,
+            idempotency_key: self.key,
+            device_id: self.device_id.clone(),
+            sqs_message_id: msg.message_id.clone(),
+            non_finite_paths: self.parsed.non_finite,
+            body: self.parsed.object,
+        };
+        KafkaRecord {
+            key: self.device_id,
+            value: to_json_bytes(&envelope),
+            headers,
+        }
+    }
+}
+
+/// Headers that trace a record back to its SQS message.
+pub(crate) fn sqs_headers(msg: &SqsMessage) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::with_capacity(3);
+    if let Some(id) = &msg.message_id {
+        headers.push((header::SQS_MESSAGE_ID, id.clone()));
+    }
+    if let Some(count) = msg.attributes.get(ATTR_RECEIVE_COUNT) {
+        headers.push((header::SQS_RECEIVE_COUNT, count.clone()));
+    }
+    if let Some(trace) = msg.attributes.get(ATTR_TRACE_HEADER) {
+        headers.push((header::TRACE, trace.clone()));
+    }
+    headers
+}
+
+/// Reads a telemetry-topic value back: an [`Envelope`], or a bare device body
+/// written by another producer (it gets the same validation and key).
+pub fn decode_value(value: &[u8]) -> Result<Envelope, Rejection> {
+    let text = std::str::from_utf8(value).map_err(|e| Unparseable::BadUtf8(e.valid_up_to()))?;
+    let parsed = parse_body(text)?;
+    if parsed.object.contains_key("schemaVersion") && parsed.object.contains_key("body") {
+        let mut envelope: Envelope = serde_json::from_value(Value::Object(parsed.object))
+            .map_err(|e| Unparseable::NotJson(format!("envelope: {e}")))?;
+        // Recomputed from the body, not trusted: a producer cannot break deduplication with a wrong key.
+        let device_id = check_device_id(envelope.body.get("deviceId"))
+            .map_err(|v| Rejection::Invalid(vec![v]))?
+            .to_owned();
+        envelope.idempotency_key = idempotency_key(&device_id, &envelope.body);
+        envelope.device_id = device_id;
+        let inner = parsed
+            .non_finite
+            .iter()
+            .filter_map(|p| p.strip_prefix("/body"))
+            .map(str::to_owned);
+        envelope.non_finite_paths.extend(inner);
+        return Ok(envelope);
+    }
+    let device_id = check_device_id(parsed.object.get("deviceId"))
+        .map_err(|v| Rejection::Invalid(vec![v]))?
+        .to_owned();
+    Ok(Envelope {
+        schema_version: SCHEMA_VERSION,
+        idempotency_key: idempotency_key(&device_id, &parsed.object),
+        device_id,
+        sqs_message_id: None,
+        non_finite_paths: parsed.non_finite,
+        body: parsed.object,
+    })
+}
+
+fn to_json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing maps of strings and serde_json values cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}

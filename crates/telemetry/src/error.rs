@@ -1,0 +1,200 @@
+//! Why a message is refused, and whether trying again could ever help.
+
+use std::fmt;
+
+/// Whether repeating the failed operation can succeed. Every error type in the
+/// bridge answers this, so callers decide between retry and dead-letter in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The same input may succeed later (network, broker or database unavailable).
+    Transient,
+    /// The same input will fail the same way forever: dead-letter it.
+    Permanent,
+}
+
+/// Implemented by every error enum of the bridge.
+pub trait Classify {
+    fn retry(&self) -> Retry;
+
+    fn is_retryable(&self) -> bool {
+        self.retry() == Retry::Transient
+    }
+}
+
+/// The body cannot be read as JSON at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unparseable {
+    #[error("body is empty")]
+    Empty,
+    #[error("body is not valid base64: {0}")]
+    BadBase64(String),
+    #[error("body is not valid UTF-8 (first bad byte at offset {0})")]
+    BadUtf8(usize),
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+}
+
+/// One broken rule of the payload schema, at one place in the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// A required field is absent.
+    Required,
+    /// The value has the wrong JSON type; `expected` names the allowed ones.
+    Type { expected: &'static str },
+    /// `deviceId` must be 1-128 chars of `[A-Za-z0-9_.:-]`.
+    DeviceIdFormat,
+    /// A string is longer than allowed (counted in Unicode scalar values).
+    MaxLength { max: usize },
+    /// An object has more entries than allowed.
+    MaxEntries { max: usize },
+    /// NaN or +/-Infinity (Python's `json.dumps` writes these by default).
+    NonFinite,
+    /// A key starts with `$`, contains `.` or contains NUL: MongoDB would read it as an operator or a path.
+    ReservedKey,
+    /// Objects and arrays nest deeper than allowed.
+    MaxDepth { max: usize },
+    /// The decoded body is larger than AWS IoT Core accepts.
+    MaxBytes { max: usize, actual: usize },
+    /// `ts` is neither RFC 3339 nor integer epoch milliseconds.
+    TimestampFormat,
+    /// `ts` is more than the allowed skew ahead of the bridge clock.
+    TimestampInFuture { max_skew_hours: i64 },
+    /// `ts` is before 2000-01-01T00:00:00Z.
+    TimestampTooOld,
+}
+
+impl Rule {
+    /// A stable, machine-readable name for headers, metrics and the fixture manifest.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rule::Required => "required",
+            Rule::Type { .. } => "type",
+            Rule::DeviceIdFormat => "device_id_format",
+            Rule::MaxLength { .. } => "max_length",
+            Rule::MaxEntries { .. } => "max_entries",
+            Rule::NonFinite => "non_finite",
+            Rule::ReservedKey => "reserved_key",
+            Rule::MaxDepth { .. } => "max_depth",
+            Rule::MaxBytes { .. } => "max_bytes",
+            Rule::TimestampFormat => "ts_format",
+            Rule::TimestampInFuture { .. } => "ts_in_future",
+            Rule::TimestampTooOld => "ts_too_old",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Required => write!(f, "is required"),
+            Rule::Type { expected } => write!(f, "must be {expected}"),
+            Rule::DeviceIdFormat => write!(f, "must be 1-128 characters of [A-Za-z0-9_.:-]"),
+            Rule::MaxLength { max } => write!(f, "must be at most {max} characters"),
+            Rule::MaxEntries { max } => write!(f, "must have at most {max} entries"),
+            Rule::NonFinite => write!(
+                f,
+                "must be a finite number (NaN and Infinity are not allowed)"
+            ),
+            Rule::ReservedKey => write!(f, "key must not start with '$' or contain '.' or NUL"),
+            Rule::MaxDepth { max } => write!(f, "nests deeper than {max} levels"),
+            Rule::MaxBytes { max, actual } => {
+                write!(f, "body is {actual} bytes, over the {max}-byte limit")
+            }
+            Rule::TimestampFormat => write!(
+                f,
+                "must be an RFC 3339 string or integer epoch milliseconds"
+            ),
+            Rule::TimestampInFuture { max_skew_hours } => {
+                write!(f, "is more than {max_skew_hours} h in the future")
+            }
+            Rule::TimestampTooOld => write!(f, "is before 2000-01-01T00:00:00Z"),
+        }
+    }
+}
+
+/// A broken rule and where: `path` is a JSON Pointer (RFC 6901) into the body, "" for the body itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub path: String,
+    pub rule: Rule,
+}
+
+impl Violation {
+    pub fn new(path: impl Into<String>, rule: Rule) -> Self {
+        Self {
+            path: path.into(),
+            rule,
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() {
+            "(body)"
+        } else {
+            &self.path
+        };
+        write!(f, "{path}: {}", self.rule)
+    }
+}
+
+/// Why a message can never be stored. Always permanent: it goes to a dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("unparseable: {0}")]
+    Unparseable(Unparseable),
+    #[error("invalid: {}", join(.0))]
+    Invalid(Vec<Violation>),
+}
+
+impl Rejection {
+    pub fn invalid(path: impl Into<String>, rule: Rule) -> Self {
+        Rejection::Invalid(vec![Violation::new(path, rule)])
+    }
+
+    /// "unparseable" or "invalid", for headers and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::Unparseable(_) => "unparseable",
+            Rejection::Invalid(_) => "invalid",
+        }
+    }
+
+    pub fn violations(&self) -> &[Violation] {
+        match self {
+            Rejection::Unparseable(_) => &[],
+            Rejection::Invalid(v) => v,
+        }
+    }
+
+    /// Every violation as JSON `[{"path","rule","message"}]`, for a dead-letter header.
+    pub fn violations_json(&self) -> String {
+        let list: Vec<serde_json::Value> = self
+            .violations()
+            .iter()
+            .map(|v| serde_json::json!({"path": v.path, "rule": v.rule.code(), "message": v.to_string()}))
+            .collect();
+        serde_json::Value::Array(list).to_string()
+    }
+}
+
+impl From<Unparseable> for Rejection {
+    fn from(e: Unparseable) -> Self {
+        Rejection::Unparseable(e)
+    }
+}
+
+impl Classify for Rejection {
+    fn retry(&self) -> Retry {
+        Retry::Permanent
+    }
+}
+
+fn join(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
