@@ -73,3 +73,52 @@ pub fn consumer(group: &str, topic: &str) -> StreamConsumer {
     c.subscribe(&[topic]).expect("subscribe");
     c
 }
+
+/// Reads exactly `n` records of `topic` from the beginning (a fresh group), failing after 30 s of silence.
+pub async fn read_n(topic: &str, n: usize) -> Vec<rdkafka::message::OwnedMessage> {
+    let consumer = consumer(&crate::unique("reader"), topic);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "only {} of {n} records arrived on {topic} within 30 s",
+                    out.len()
+                )
+            })
+            .expect("consume");
+        out.push(m.detach());
+    }
+    out
+}
+
+/// Records currently in `topic` (sum over partitions of high - low watermark).
+pub fn record_count(topic: &str) -> i64 {
+    let consumer: rdkafka::consumer::BaseConsumer = config().create().expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (lo, hi) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            hi - lo
+        })
+        .sum()
+}
+
+/// A header's value as UTF-8.
+pub fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::Message as _;
+    use rdkafka::message::Headers as _;
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}

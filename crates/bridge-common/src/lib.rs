@@ -1,0 +1,9 @@
+//! Shared by the Lambda (`sqs-to-kafka`), the writer (`kafka-to-mongo`) and `bridgectl`.
+
+pub mod broker_context;
+pub mod emf;
+pub mod kafka;
+pub mod logging;
+pub mod secret;
+
+pub use secret::Secret;
