@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod kafka;
 pub mod mongo;
+pub mod process;
 pub mod sqs;
 
 /// The variables `infra/local/stack` wrote to its environment file.
