@@ -146,6 +146,9 @@ pub enum Rejection {
     Unparseable(Unparseable),
     #[error("invalid: {}", join(.0))]
     Invalid(Vec<Violation>),
+    /// Valid by schema v1, but the database refused it (a collection validator, say).
+    #[error("refused by the store: {0}")]
+    Refused(String),
 }
 
 impl Rejection {
@@ -158,12 +161,13 @@ impl Rejection {
         match self {
             Rejection::Unparseable(_) => "unparseable",
             Rejection::Invalid(_) => "invalid",
+            Rejection::Refused(_) => "refused",
         }
     }
 
     pub fn violations(&self) -> &[Violation] {
         match self {
-            Rejection::Unparseable(_) => &[],
+            Rejection::Unparseable(_) | Rejection::Refused(_) => &[],
             Rejection::Invalid(v) => v,
         }
     }

@@ -16,9 +16,17 @@ pub fn config() -> ClientConfig {
     c
 }
 
-/// Creates a fresh topic and returns once the broker reports all its partitions.
+/// Creates a fresh topic on the stack's broker and returns once the broker reports all its partitions.
 pub async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = config().create().expect("admin client");
+    create_topic_on(StackEnv::get().kafka_bootstrap(), name, partitions).await;
+}
+
+/// Creates a fresh topic on the broker at `bootstrap`.
+pub async fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = config()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin
         .create_topics(
@@ -121,4 +129,128 @@ pub fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> 
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Sends device payloads through the Lambda's mapping (IoT rule body -> framed
+/// Kafka record with envelope, key and headers) to `topic` on `bootstrap`, acked.
+pub async fn produce_telemetry(
+    bootstrap: &str,
+    topic: &str,
+    payloads: &[serde_json::Map<String, serde_json::Value>],
+) {
+    let producer: FutureProducer = config()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    let mut pending = Vec::with_capacity(payloads.len());
+    for (i, p) in payloads.iter().enumerate() {
+        let body = serde_json::Value::Object(telemetry::sample::rule_body(
+            p,
+            1_767_225_600_000 + i as i64,
+        ))
+        .to_string();
+        let mut msg = aws_lambda_events::sqs::SqsMessage::default();
+        msg.message_id = Some(format!("test-{i}"));
+        let record = telemetry::frame(&body)
+            .expect("payloads must frame")
+            .into_kafka_record(&msg);
+        pending.push(enqueue(&producer, topic, &record).await);
+    }
+    for delivery in pending {
+        delivery
+            .await
+            .expect("delivery channel")
+            .unwrap_or_else(|(e, _)| panic!("produce to {topic}: {e}"));
+    }
+}
+
+/// Sends raw values (for bodies that would not frame, or invalid ones) with a key.
+pub async fn produce_raw(bootstrap: &str, topic: &str, records: &[(String, Vec<u8>)]) {
+    let producer: FutureProducer = config()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    for (key, value) in records {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(topic)
+                    .key(key)
+                    .payload(value),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+    }
+}
+
+/// Hands a record to librdkafka now (waiting while its queue is full); the future resolves on the ack.
+async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    record: &telemetry::KafkaRecord,
+) -> rdkafka::producer::DeliveryFuture {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (name, value) in &record.headers {
+        headers = headers.insert(Header {
+            key: name,
+            value: Some(value.as_bytes()),
+        });
+    }
+    let mut rec = rdkafka::producer::FutureRecord::to(topic)
+        .key(&record.key)
+        .payload(&record.value)
+        .headers(headers);
+    loop {
+        match producer.send_result(rec) {
+            Ok(delivery) => return delivery,
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                back,
+            )) => {
+                rec = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => panic!("enqueue to {topic}: {e}"),
+        }
+    }
+}
+
+/// Sum over partitions of (committed offset of `group`), and of high watermarks, on `bootstrap`.
+pub fn committed_and_high(bootstrap: &str, group: &str, topic: &str) -> (i64, i64) {
+    let consumer: rdkafka::consumer::BaseConsumer = config()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut high = 0;
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+        high += consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .expect("watermarks")
+            .1;
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    let sum = committed
+        .elements()
+        .iter()
+        .filter_map(|e| e.offset().to_raw())
+        .filter(|o| *o >= 0)
+        .sum();
+    (sum, high)
 }

@@ -1,0 +1,84 @@
+//! The writer's configuration: flags with environment fallback, read once at start.
+//! The README's configuration table documents the same names.
+
+use std::time::Duration;
+
+use bridge_common::Secret;
+use bridge_common::emf::DEFAULT_NAMESPACE;
+use bridge_common::kafka::KafkaArgs;
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "kafka-to-mongo",
+    version,
+    about = "Kafka telemetry topic -> MongoDB, exactly once per message"
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Telemetry topic to consume.
+    #[arg(long, env = "KAFKA_TOPIC")]
+    pub topic: String,
+    /// Dead-letter topic for invalid messages (headers carry every violation).
+    #[arg(long, env = "KAFKA_DLQ_TOPIC")]
+    pub dlq_topic: String,
+    /// Consumer group; instances with the same group split the partitions.
+    #[arg(long, env = "KAFKA_GROUP_ID", default_value = "iot-bridge-writer")]
+    pub group_id: String,
+    /// How long the group waits for a silent instance before moving its partitions.
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub session_timeout_ms: u64,
+    /// MongoDB connection string (local use; prefer MONGODB_SECRET_ARN). Never logged.
+    #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<Secret>,
+    /// Secrets Manager secret whose string value is the MongoDB connection string.
+    #[arg(long, env = "MONGODB_SECRET_ARN")]
+    pub mongodb_secret_arn: Option<String>,
+    #[arg(long, env = "MONGODB_DATABASE", default_value = "iot")]
+    pub database: String,
+    #[arg(long, env = "MONGODB_COLLECTION", default_value = "telemetry")]
+    pub collection: String,
+    #[arg(long, env = "MONGODB_DEVICES_COLLECTION", default_value = "devices")]
+    pub devices_collection: String,
+    /// Days to keep telemetry documents (a TTL index on ts); unset keeps them forever.
+    #[arg(long, env = "RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+    /// Most messages written in one MongoDB transaction.
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 1_000)]
+    pub batch_size: usize,
+    /// How long a partition waits to fill a batch once its first message is there.
+    #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 20)]
+    pub batch_linger_ms: u64,
+    /// Longest wait between retries of a failing write (exponential backoff with jitter, no total cap).
+    #[arg(long, env = "RETRY_MAX_BACKOFF_MS", default_value_t = 30_000)]
+    pub retry_max_backoff_ms: u64,
+    /// On SIGTERM or a partition revocation: how long in-flight batches may take to finish.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
+    pub shutdown_grace_ms: u64,
+    /// Port of /healthz and /readyz (0 = any free port, printed at start).
+    #[arg(long, env = "HEALTH_PORT", default_value_t = 8080)]
+    pub health_port: u16,
+    /// Address the health server binds.
+    #[arg(long, env = "HEALTH_BIND", default_value = "0.0.0.0")]
+    pub health_bind: String,
+    /// CloudWatch namespace of the EMF metrics.
+    #[arg(long, env = "METRICS_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    pub metrics_namespace: String,
+    /// Seconds between EMF metric lines (counters and ConsumerLag per partition).
+    #[arg(long, env = "METRICS_INTERVAL_S", default_value_t = 60)]
+    pub metrics_interval_s: u64,
+    /// The Service metric dimension.
+    #[arg(long, env = "SERVICE_NAME", default_value = "kafka-to-mongo")]
+    pub service_name: String,
+}
+
+impl Config {
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.batch_linger_ms)
+    }
+}

@@ -1,0 +1,48 @@
+//! `kafka-to-mongo`: runs until SIGTERM or SIGINT, then shuts down gracefully and exits 0.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kafka_to_mongo::Config;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    bridge_common::logging::init_json();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2.max(num_cpus()))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kafka-to-mongo: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(kafka_to_mongo::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "kafka-to-mongo failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the writer");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+    }
+}

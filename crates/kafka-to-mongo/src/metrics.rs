@@ -1,0 +1,111 @@
+//! Counters of the writer, emitted as CloudWatch EMF lines every interval,
+//! with ConsumerLag per partition (high watermark - committed offset).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bridge_common::emf::{EmfRecord, Unit};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub consumed: AtomicU64,
+    pub inserted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub write_retries: AtomicU64,
+    batch_latency_ms: Mutex<Vec<f64>>,
+}
+
+/// Totals since start, for tests and `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub consumed: u64,
+    pub inserted: u64,
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+    pub write_retries: u64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn batch_latency(&self, ms: f64) {
+        self.batch_latency_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ms);
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals {
+            consumed: self.consumed.load(Ordering::Relaxed),
+            inserted: self.inserted.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            write_retries: self.write_retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// One EMF line with the change since `previous`, and one per partition for its lag.
+    pub fn emit(
+        &self,
+        namespace: &str,
+        service: &str,
+        topic: &str,
+        previous: Totals,
+        lag: &[(i32, i64)],
+    ) -> Totals {
+        let now = self.totals();
+        let latencies = std::mem::take(
+            &mut *self
+                .batch_latency_ms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let total_lag: i64 = lag.iter().map(|(_, l)| l).sum();
+        EmfRecord::new(namespace)
+            .dimension("Service", service)
+            .dimension("Topic", topic)
+            .dimension_set(&["Service", "Topic"])
+            .metric(
+                "MessagesConsumed",
+                Unit::Count,
+                (now.consumed - previous.consumed) as f64,
+            )
+            .metric(
+                "DocumentsInserted",
+                Unit::Count,
+                (now.inserted - previous.inserted) as f64,
+            )
+            .metric(
+                "Duplicates",
+                Unit::Count,
+                (now.duplicates - previous.duplicates) as f64,
+            )
+            .metric(
+                "DeadLettered",
+                Unit::Count,
+                (now.dead_lettered - previous.dead_lettered) as f64,
+            )
+            .metric(
+                "WriteRetries",
+                Unit::Count,
+                (now.write_retries - previous.write_retries) as f64,
+            )
+            .metric("ConsumerLag", Unit::Count, total_lag as f64)
+            .values("BatchLatencyMs", Unit::Milliseconds, &latencies)
+            .emit();
+        for (partition, l) in lag {
+            EmfRecord::new(namespace)
+                .dimension("Service", service)
+                .dimension("Topic", topic)
+                .dimension("Partition", &partition.to_string())
+                .dimension_set(&["Service", "Topic", "Partition"])
+                .metric("ConsumerLag", Unit::Count, *l as f64)
+                .emit();
+        }
+        now
+    }
+}
