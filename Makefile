@@ -3,11 +3,22 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 STACK := infra/local/stack
 
-.PHONY: test unit stack-up stack-down stack-status fixtures lint
+.PHONY: test unit lambda stack-up stack-down stack-status fixtures lint
 
 ## Install (first time ~25 min, cached) and start the local stack, then run every test against it.
 test: stack-up
 	cargo test --workspace --locked --no-fail-fast
+
+## The Lambda zips: target/lambda/sqs-to-kafka/bootstrap.zip (arm64, what Terraform deploys; x86_64 if the
+## arm64 target cannot be installed) and target/lambda-x86_64/sqs-to-kafka/bootstrap.zip (runs on this machine).
+lambda:
+	if rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1; then \
+	  infra/local/lambda-tools cargo lambda build --release --arm64 --output-format zip -p sqs-to-kafka; \
+	else \
+	  echo "arm64 target unavailable: target/lambda holds an x86_64 build (set lambda_architecture = \"x86_64\")"; \
+	  infra/local/lambda-tools cargo lambda build --release --output-format zip -p sqs-to-kafka; \
+	fi
+	infra/local/lambda-tools cargo lambda build --release --output-format zip -p sqs-to-kafka --lambda-dir target/lambda-x86_64
 
 ## Tests of pure logic only: no services needed.
 unit:

@@ -1,0 +1,36 @@
+# Local emulator (moto at 127.0.0.1:5000, as started by infra/local/stack).
+# infra/terraform/check applies this file with the endpoint it reads from .stack/stack.env.
+aws_region = "us-east-1"
+aws_endpoints = {
+  applicationautoscaling = "http://127.0.0.1:5000"
+  cloudwatch             = "http://127.0.0.1:5000"
+  ec2                    = "http://127.0.0.1:5000"
+  ecs                    = "http://127.0.0.1:5000"
+  iam                    = "http://127.0.0.1:5000"
+  iot                    = "http://127.0.0.1:5000"
+  kms                    = "http://127.0.0.1:5000"
+  lambda                 = "http://127.0.0.1:5000"
+  logs                   = "http://127.0.0.1:5000"
+  secretsmanager         = "http://127.0.0.1:5000"
+  sns                    = "http://127.0.0.1:5000"
+  sqs                    = "http://127.0.0.1:5000"
+  sts                    = "http://127.0.0.1:5000"
+}
+
+# moto's IoT lacks iot:ListTagsForResource, so creating a topic rule never completes.
+enable_iot_rule = false
+# moto answers PutQueryDefinition with HTTP 500.
+enable_query_definitions = false
+
+kafka_bootstrap_servers = "127.0.0.1:9092"
+lambda_zip_path         = "/tmp/dummy.zip"
+
+# Deleted secrets and keys go at once so repeated runs do not collide.
+secret_recovery_window_days = 0
+kms_deletion_window_days    = 7
+
+# moto's ECS checks that the service's subnets exist. infra/terraform/check creates a
+# subnet and security group in moto and turns the writer on with their ids.
+enable_writer        = false
+writer_image         = "kafka-to-mongo:local"
+writer_desired_count = 0
