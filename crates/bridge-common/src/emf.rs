@@ -143,10 +143,23 @@ mod tests {
 /// Every metric and dimension name the bridge emits. Terraform's alarms and
 /// dashboard use these names; a test checks the two agree.
 pub mod names {
-    pub const LAMBDA_METRICS: [&str; 6] =
-        ["RecordsReceived", "RecordsProduced", "RecordsDeadLettered", "RecordsFailed", "ProduceLatencyMs", "BatchSize"];
+    pub const LAMBDA_METRICS: [&str; 6] = [
+        "RecordsReceived",
+        "RecordsProduced",
+        "RecordsDeadLettered",
+        "RecordsFailed",
+        "ProduceLatencyMs",
+        "BatchSize",
+    ];
     pub const LAMBDA_DIMENSIONS: [&str; 2] = ["FunctionName", "Topic"];
-    pub const WRITER_METRICS: [&str; 7] =
-        ["MessagesConsumed", "DocumentsInserted", "Duplicates", "DeadLettered", "WriteRetries", "BatchLatencyMs", "ConsumerLag"];
+    pub const WRITER_METRICS: [&str; 7] = [
+        "MessagesConsumed",
+        "DocumentsInserted",
+        "Duplicates",
+        "DeadLettered",
+        "WriteRetries",
+        "BatchLatencyMs",
+        "ConsumerLag",
+    ];
     pub const WRITER_DIMENSIONS: [&str; 3] = ["Service", "Topic", "Partition"];
 }

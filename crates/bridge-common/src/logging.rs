@@ -5,7 +5,12 @@ use tracing_subscriber::EnvFilter;
 /// For long-running services (the writer, bridgectl daemons). The Lambda uses
 /// lambda_runtime's subscriber, which adds the request id to every line.
 pub fn init_json() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_json_with_default("info");
+}
+
+/// As [`init_json`], with another level when RUST_LOG is unset (a CLI keeps its screen quiet).
+pub fn init_json_with_default(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -1,4 +1,13 @@
-//! `bridgectl`: local replay and operations for the IoT ingestion bridge.
+//! `bridgectl`: replay, run and inspect the IoT ingestion bridge locally.
+//! Every connection setting has an environment fallback: `eval "$(infra/local/stack env)"`.
+
+mod bench;
+mod common;
+mod demo;
+mod dlq;
+mod esm;
+mod replay;
+mod status;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -8,7 +17,20 @@ use clap::{Parser, Subcommand};
 use telemetry::sample::{DEFAULT_START_MS, Generator, fixture_set};
 
 #[derive(Parser)]
-#[command(version, about = "Replay, inspect and operate the IoT ingestion bridge", long_about = None)]
+#[command(
+    version,
+    about = "Replay, run and inspect the IoT ingestion bridge",
+    long_about = "Replay, run and inspect the IoT ingestion bridge.\n\n\
+        The pipeline: device -> IoT rule -> SQS -> sqs-to-kafka (Lambda) -> Kafka -> kafka-to-mongo -> MongoDB.\n\
+        On the local stack, `bridgectl replay` plays the IoT rule, `bridgectl esm` plays the Lambda\n\
+        event-source mapping, and `bridgectl status` shows every stage. Settings come from flags or\n\
+        the environment: run `eval \"$(infra/local/stack env)\"` first.",
+    after_help = "Examples:\n  \
+        bridgectl replay 'events/iot/*.jsonl' --invalid-ratio 0.05 --duplicate-ratio 0.05\n  \
+        bridgectl esm --until-empty\n  \
+        bridgectl status\n  \
+        bridgectl dlq list --source kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -16,6 +38,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Send device messages to the SQS queue exactly as the IoT rule writes them.
+    Replay(replay::ReplayArgs),
+    /// The SQS -> Lambda event-source mapping: poll, invoke sqs-to-kafka, delete only the successes.
+    /// The in-process handler is configured like the Lambda, from the environment.
+    Esm(esm::EsmArgs),
+    /// SQS depth, Kafka watermarks and consumer lag, MongoDB counts: the pipeline on one screen.
+    Status(status::StatusArgs),
+    /// List, show and redrive dead letters (SQS DLQ and Kafka dead-letter topic).
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
+    /// The demo: replay sample events end to end and check every count.
+    Demo(demo::DemoArgs),
+    /// Benchmarks (each ends with a RESULT line).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Generate deterministic sample traffic.
     #[command(subcommand)]
     Generate(Generate),
@@ -45,8 +82,45 @@ enum Generate {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    bridge_common::logging::init_json_with_default("warn");
+    match cli.command {
+        Command::Replay(args) => {
+            let json = args.json;
+            let summary = replay::run(args).await?;
+            replay::print(&summary, json);
+        }
+        Command::Esm(args) => {
+            let lambda = match args.invoke_url {
+                Some(_) => None,
+                None => {
+                    Some(sqs_to_kafka::Config::from_env().context("sqs-to-kafka configuration")?)
+                }
+            };
+            let json = args.json;
+            let summary = esm::run(args, lambda, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                eprintln!("esm: {summary:?}");
+            }
+        }
+        Command::Status(args) => {
+            let s = status::collect(&args).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                status::print(&s);
+            }
+        }
+        Command::Dlq(cmd) => dlq::run(cmd).await?,
+        Command::Demo(args) => demo::run(args).await?,
+        Command::Bench(cmd) => bench::run(cmd).await?,
         Command::Generate(Generate::Iot {
             devices,
             count,

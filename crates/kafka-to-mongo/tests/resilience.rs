@@ -10,13 +10,19 @@ use testkit::StackEnv;
 use testkit::process::{Server, TempDir};
 
 async fn device_total(s: &Setup) -> i64 {
-    s.devices().await.values().map(|d| d.get_i64("count").unwrap()).sum()
+    s.devices()
+        .await
+        .values()
+        .map(|d| d.get_i64("count").unwrap())
+        .sum()
 }
 
 async fn wait_count_at_least(s: &Setup, n: u64) {
-    testkit::wait_for(&format!("at least {n} documents"), Duration::from_secs(60), || async {
-        (s.count().await >= n).then_some(())
-    })
+    testkit::wait_for(
+        &format!("at least {n} documents"),
+        Duration::from_secs(60),
+        || async { (s.count().await >= n).then_some(()) },
+    )
     .await;
 }
 
@@ -36,10 +42,22 @@ async fn a_mongodb_outage_commits_nothing_unwritten_and_loses_nothing() {
     mongo.stop();
     s.produce(&msgs[1_000..]).await;
     writer.wait_metric("WriteRetries", 3.0).await;
-    assert_eq!(writer.get("/readyz").map(|r| r.0), Some(503), "not ready while MongoDB is down");
-    assert_eq!(writer.get("/healthz").map(|r| r.0), Some(200), "still alive");
+    assert_eq!(
+        writer.get("/readyz").map(|r| r.0),
+        Some(503),
+        "not ready while MongoDB is down"
+    );
+    assert_eq!(
+        writer.get("/healthz").map(|r| r.0),
+        Some(200),
+        "still alive"
+    );
     let (committed, high) = s.committed_and_high();
-    assert_eq!((committed, high), (1_000, 3_000), "nothing past the stored 1,000 is committed");
+    assert_eq!(
+        (committed, high),
+        (1_000, 3_000),
+        "nothing past the stored 1,000 is committed"
+    );
 
     mongo.start();
     s.settled(3_000, Duration::from_secs(120)).await;
@@ -59,12 +77,17 @@ async fn a_sigkilled_writer_restarts_with_nothing_lost_or_duplicated() {
     wait_count_at_least(&s, 1_000).await;
     first.sigkill();
     let stored_at_crash = s.count().await;
-    assert!(stored_at_crash < 6_000, "the crash must happen mid-stream ({stored_at_crash})");
+    assert!(
+        stored_at_crash < 6_000,
+        "the crash must happen mid-stream ({stored_at_crash})"
+    );
 
     let second = s.writer("second");
     s.settled(6_000, Duration::from_secs(120)).await;
     assert_eq!(device_total(&s).await, 6_000);
-    second.wait_metric("DocumentsInserted", (6_000 - stored_at_crash) as f64).await;
+    second
+        .wait_metric("DocumentsInserted", (6_000 - stored_at_crash) as f64)
+        .await;
     common::drop_db(&s).await;
 }
 
@@ -75,16 +98,33 @@ async fn sigterm_during_a_batch_exits_0_with_everything_written_committed() {
     let mut first = Writer::start(&s, "first", &[("BATCH_SIZE", "100")]);
     wait_count_at_least(&s, 500).await;
     let status = first.sigterm();
-    assert!(status.success(), "exit status {status:?}; log:\n{}", first.log_text());
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        first.log_text()
+    );
     let stored = s.count().await;
     let (committed, _) = s.committed_and_high();
-    assert_eq!(committed as u64, stored, "every written message is committed, and nothing else");
+    assert_eq!(
+        committed as u64, stored,
+        "every written message is committed, and nothing else"
+    );
     assert!(stored < 6_000, "SIGTERM came mid-stream");
 
     let second = s.writer("second");
     s.settled(6_000, Duration::from_secs(120)).await;
-    second.wait_metric("DocumentsInserted", (6_000 - stored) as f64).await;
-    assert_eq!(second.metric_totals().get("Duplicates").copied().unwrap_or(0.0), 0.0, "nothing is re-stored");
+    second
+        .wait_metric("DocumentsInserted", (6_000 - stored) as f64)
+        .await;
+    assert_eq!(
+        second
+            .metric_totals()
+            .get("Duplicates")
+            .copied()
+            .unwrap_or(0.0),
+        0.0,
+        "nothing is re-stored"
+    );
     common::drop_db(&s).await;
 }
 
@@ -113,17 +153,30 @@ async fn two_writers_split_the_partitions_and_one_takes_over_when_the_other_leav
     a.wait_ready().await;
     let b = s.writer("b");
     b.wait_ready().await;
-    testkit::wait_for("both writers assigned partitions", Duration::from_secs(30), || async {
-        let assigned = |w: &Writer| w.log_text().lines().rev().find(|l| l.contains("partitions assigned")).is_some_and(|l| !l.contains("[]"));
-        (assigned(&a) && assigned(&b)).then_some(())
-    })
+    testkit::wait_for(
+        "both writers assigned partitions",
+        Duration::from_secs(30),
+        || async {
+            let assigned = |w: &Writer| {
+                w.log_text()
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("partitions assigned"))
+                    .is_some_and(|l| !l.contains("[]"))
+            };
+            (assigned(&a) && assigned(&b)).then_some(())
+        },
+    )
     .await;
     let msgs = payloads(6_000);
     s.produce(&msgs[..3_000]).await;
     s.settled(3_000, Duration::from_secs(120)).await;
     a.wait_metric("DocumentsInserted", 1.0).await;
     b.wait_metric("DocumentsInserted", 1.0).await;
-    let split = (a.metric_totals()["DocumentsInserted"], b.metric_totals()["DocumentsInserted"]);
+    let split = (
+        a.metric_totals()["DocumentsInserted"],
+        b.metric_totals()["DocumentsInserted"],
+    );
     assert_eq!(split.0 + split.1, 3_000.0, "{split:?}");
 
     assert!(a.sigterm().success());

@@ -35,8 +35,17 @@ async fn operator_and_dotted_keys_are_dead_lettered_and_never_reach_mongodb() {
     }
     s.settled(0, Duration::from_secs(30)).await;
     let db = s.db().await;
-    assert_eq!(db.collection::<Document>("telemetry").count_documents(doc! {}).await.unwrap(), 0);
-    assert!(s.devices().await.is_empty(), "no device state from refused messages");
+    assert_eq!(
+        db.collection::<Document>("telemetry")
+            .count_documents(doc! {})
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        s.devices().await.is_empty(),
+        "no device state from refused messages"
+    );
     common::drop_db(&s).await;
 }
 
@@ -76,13 +85,31 @@ async fn device_state_is_the_newest_with_an_exact_count_under_out_of_order_and_d
     assert_eq!(d1.get_i64("count").unwrap(), 60);
     assert_eq!(d1.get_i64("lastSeq").unwrap(), 60);
     assert_eq!(d1.get_str("lastKey").unwrap(), "ooo-1#seq:60");
-    assert_eq!(d1.get_datetime("lastTs").unwrap().timestamp_millis(), base + 60_000);
-    assert_eq!(d1.get_datetime("firstSeen").unwrap().timestamp_millis(), base + 1_000);
-    assert_eq!(d1.get_document("lastReadings").unwrap().get_i64("v").unwrap(), (base + 60_000) % 100_000);
+    assert_eq!(
+        d1.get_datetime("lastTs").unwrap().timestamp_millis(),
+        base + 60_000
+    );
+    assert_eq!(
+        d1.get_datetime("firstSeen").unwrap().timestamp_millis(),
+        base + 1_000
+    );
+    assert_eq!(
+        d1.get_document("lastReadings")
+            .unwrap()
+            .get_i64("v")
+            .unwrap(),
+        (base + 60_000) % 100_000
+    );
     let d2 = &devices["ooo-2"];
     assert_eq!(d2.get_i64("count").unwrap(), 20);
-    assert_eq!(d2.get_datetime("lastTs").unwrap().timestamp_millis(), base + 20_000);
-    assert_eq!(d2.get_datetime("firstSeen").unwrap().timestamp_millis(), base + 1_000);
+    assert_eq!(
+        d2.get_datetime("lastTs").unwrap().timestamp_millis(),
+        base + 20_000
+    );
+    assert_eq!(
+        d2.get_datetime("firstSeen").unwrap().timestamp_millis(),
+        base + 1_000
+    );
     common::drop_db(&s).await;
 }
 
@@ -91,11 +118,21 @@ async fn a_document_mongodb_refuses_is_dead_lettered_and_the_rest_are_stored() {
     let s = Setup::on_stack().await;
     // An operator's validator: temperatures above 1000 are sensor faults.
     let validator = doc! {"$jsonSchema": {"properties": {"readings": {"properties": {"temperature_c": {"maximum": 1000}}}}}};
-    s.db().await.create_collection("telemetry").validator(validator).await.unwrap();
+    s.db()
+        .await
+        .create_collection("telemetry")
+        .validator(validator)
+        .await
+        .unwrap();
     let writer = s.writer("w");
     writer.wait_ready().await;
     let mut msgs = payloads(200);
-    let thermo: Vec<usize> = msgs.iter().enumerate().filter(|(_, m)| m["readings"].get("temperature_c").is_some()).map(|(i, _)| i).collect();
+    let thermo: Vec<usize> = msgs
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m["readings"].get("temperature_c").is_some())
+        .map(|(i, _)| i)
+        .collect();
     for i in &thermo[..2] {
         msgs[*i]["readings"]["temperature_c"] = json!(5000.0);
     }
@@ -104,7 +141,10 @@ async fn a_document_mongodb_refuses_is_dead_lettered_and_the_rest_are_stored() {
     let dead = kafka::read_n(&s.dlq, 2).await;
     for m in &dead {
         let reason = kafka::header(m, h::DLQ_REASON).unwrap();
-        assert!(reason.contains("refused by the store: MongoDB error 121"), "{reason}");
+        assert!(
+            reason.contains("refused by the store: MongoDB error 121"),
+            "{reason}"
+        );
         assert_eq!(kafka::header(m, h::DLQ_KIND).unwrap(), "refused");
     }
     writer.wait_metric("DocumentsInserted", 198.0).await;

@@ -1,0 +1,6 @@
+//! placeholder, written next
+#[derive(Debug, Clone, clap::Args)]
+pub struct LambdaBenchArgs {}
+pub async fn run(_a: LambdaBenchArgs) -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}

@@ -1,0 +1,382 @@
+//! `bridgectl dlq`: look into and redrive both dead-letter places.
+//! - SQS DLQ: what the Lambda failed on maxReceiveCount times (transient failures that lasted).
+//!   `redrive` moves the messages back to the source queue.
+//! - Kafka dead-letter topic: what can never be stored as sent (reasons in headers).
+//!   `redrive` re-submits each record where it entered (the SQS queue for Lambda refusals,
+//!   the telemetry topic for the writer's), for after a fix; replays are harmless, since the
+//!   idempotency key dedupes.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use bridge_common::kafka::KafkaArgs;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers as _, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use telemetry::envelope::header;
+
+use crate::common::{SqsArgs, TopicArgs, consumer_config, kafka, sqs};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// The SQS dead-letter queue.
+    Sqs,
+    /// The Kafka dead-letter topic.
+    Kafka,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DlqCommand {
+    /// One line per dead letter: where, and why.
+    List {
+        #[arg(long, value_enum)]
+        source: Source,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        at: DlqArgs,
+    },
+    /// One dead letter in full: body and every header or attribute.
+    Show {
+        #[arg(long, value_enum)]
+        source: Source,
+        /// SQS message id, or Kafka `partition:offset`.
+        id: String,
+        #[command(flatten)]
+        at: DlqArgs,
+    },
+    /// Send dead letters back into the pipeline.
+    Redrive {
+        #[arg(long, value_enum)]
+        source: Source,
+        #[command(flatten)]
+        at: DlqArgs,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    pub sqs: SqsArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+}
+
+pub async fn run(cmd: DlqCommand) -> anyhow::Result<()> {
+    match cmd {
+        DlqCommand::List {
+            source: Source::Sqs,
+            limit,
+            at,
+        } => {
+            for m in peek_sqs(&at, limit).await? {
+                println!(
+                    "{}  receives={}  {}",
+                    m["messageId"],
+                    m["attributes"]["ApproximateReceiveCount"],
+                    truncate(m["body"].as_str().unwrap_or_default())
+                );
+            }
+        }
+        DlqCommand::List {
+            source: Source::Kafka,
+            limit,
+            at,
+        } => {
+            for m in read_kafka_dlq(&at).await?.iter().take(limit) {
+                let h = |n| kafka_header(m, n).unwrap_or_default();
+                println!(
+                    "{}:{}  {:<15} {}",
+                    m.partition(),
+                    m.offset(),
+                    h(header::DLQ_STAGE),
+                    h(header::DLQ_REASON)
+                );
+            }
+        }
+        DlqCommand::Show {
+            source: Source::Sqs,
+            id,
+            at,
+        } => {
+            let m = peek_sqs(&at, 1_000)
+                .await?
+                .into_iter()
+                .find(|m| m["messageId"] == id.as_str());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &m.with_context(|| format!("no message {id} in the SQS DLQ"))?
+                )?
+            );
+        }
+        DlqCommand::Show {
+            source: Source::Kafka,
+            id,
+            at,
+        } => {
+            let (p, o) = id
+                .split_once(':')
+                .context("Kafka dead letters are named partition:offset")?;
+            let (p, o): (i32, i64) = (p.parse()?, o.parse()?);
+            let all = read_kafka_dlq(&at).await?;
+            let m = all
+                .iter()
+                .find(|m| m.partition() == p && m.offset() == o)
+                .with_context(|| format!("no record {id}"))?;
+            println!("{}", serde_json::to_string_pretty(&kafka_json(m))?);
+        }
+        DlqCommand::Redrive {
+            source: Source::Sqs,
+            at,
+        } => {
+            let n = redrive_sqs(&at).await?;
+            println!(
+                "moved {n} messages from the SQS DLQ back to {}",
+                at.sqs.queue_url
+            );
+        }
+        DlqCommand::Redrive {
+            source: Source::Kafka,
+            at,
+        } => {
+            let (to_sqs, to_topic) = redrive_kafka(&at).await?;
+            println!(
+                "re-submitted {to_sqs} records to SQS and {to_topic} to {}",
+                at.topics.topic
+            );
+        }
+    }
+    Ok(())
+}
+
+fn dlq_url(at: &DlqArgs) -> anyhow::Result<&str> {
+    at.sqs
+        .dlq_url
+        .as_deref()
+        .context("set --dlq-url or SQS_DLQ_URL")
+}
+
+/// Reads messages without consuming them: they are made visible again at once.
+async fn peek_sqs(at: &DlqArgs, limit: usize) -> anyhow::Result<Vec<Value>> {
+    let client = sqs().await;
+    let url = dlq_url(at)?;
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    while out.len() < limit {
+        let got = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        let fresh: Vec<_> = got
+            .messages()
+            .iter()
+            .filter(|m| seen.insert(m.message_id().unwrap_or_default().to_owned()))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for m in fresh {
+            let attrs: serde_json::Map<String, Value> = m
+                .attributes()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str().to_owned(), json!(v)))
+                .collect();
+            out.push(json!({"messageId": m.message_id(), "body": m.body(), "attributes": attrs}));
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// Moves every DLQ message back to the source queue: send first, then delete, so a
+/// crash in between can only duplicate (deduplicated downstream), never lose.
+pub async fn redrive_sqs(at: &DlqArgs) -> anyhow::Result<usize> {
+    let client = sqs().await;
+    let dlq = dlq_url(at)?;
+    let mut moved = 0;
+    loop {
+        let got = client
+            .receive_message()
+            .queue_url(dlq)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        let msgs = got.messages();
+        if msgs.is_empty() {
+            return Ok(moved);
+        }
+        let entries: Vec<_> = msgs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(m.body().unwrap_or_default())
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let sent = client
+            .send_message_batch()
+            .queue_url(&at.sqs.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        let ok: Vec<usize> = sent
+            .successful()
+            .iter()
+            .filter_map(|s| s.id().parse().ok())
+            .collect();
+        let deletes: Vec<_> = ok
+            .iter()
+            .filter_map(|i| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(msgs[*i].receipt_handle().unwrap_or_default())
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if !deletes.is_empty() {
+            client
+                .delete_message_batch()
+                .queue_url(dlq)
+                .set_entries(Some(deletes))
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        }
+        moved += ok.len();
+        anyhow::ensure!(
+            sent.failed().is_empty(),
+            "{} messages could not be sent back; they stay in the DLQ",
+            sent.failed().len()
+        );
+    }
+}
+
+/// Every record of the dead-letter topic, read without a consumer group.
+async fn read_kafka_dlq(at: &DlqArgs) -> anyhow::Result<Vec<OwnedMessage>> {
+    let conn = kafka(&at.kafka).await?;
+    let topic = at.topics.dlq_topic.clone();
+    let mut cfg = consumer_config(&conn);
+    cfg.set("group.id", "bridgectl-dlq-reader");
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = cfg.create()?;
+        let timeout = Duration::from_secs(10);
+        let md = consumer.fetch_metadata(Some(&topic), timeout)?;
+        let mut tpl = TopicPartitionList::new();
+        let mut remaining = 0;
+        for p in md
+            .topics()
+            .first()
+            .map(|t| t.partitions())
+            .unwrap_or_default()
+        {
+            let (lo, hi) = consumer.fetch_watermarks(&topic, p.id(), timeout)?;
+            tpl.add_partition_offset(&topic, p.id(), Offset::Offset(lo))?;
+            remaining += hi - lo;
+        }
+        consumer.assign(&tpl)?;
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while (out.len() as i64) < remaining && std::time::Instant::now() < deadline {
+            if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+                out.push(m?.detach());
+            }
+        }
+        anyhow::ensure!(
+            out.len() as i64 >= remaining,
+            "read {} of {remaining} dead letters within 60 s",
+            out.len()
+        );
+        Ok(out)
+    })
+    .await?
+}
+
+/// Re-submits each dead letter where it entered the pipeline.
+pub async fn redrive_kafka(at: &DlqArgs) -> anyhow::Result<(usize, usize)> {
+    let records = read_kafka_dlq(at).await?;
+    let conn = kafka(&at.kafka).await?;
+    let producer: FutureProducer = conn.producer_config(30_000, 5).create()?;
+    let client = sqs().await;
+    let (mut to_sqs, mut to_topic) = (0, 0);
+    for m in &records {
+        let value = m.payload().unwrap_or_default();
+        if kafka_header(m, header::DLQ_STAGE).as_deref() == Some("sqs-to-kafka") {
+            client
+                .send_message()
+                .queue_url(&at.sqs.queue_url)
+                .message_body(String::from_utf8_lossy(value))
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            to_sqs += 1;
+        } else {
+            let key = m.key().unwrap_or_default();
+            producer
+                .send(
+                    FutureRecord::to(&at.topics.topic).key(key).payload(value),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| anyhow::anyhow!("produce to {}: {e}", at.topics.topic))?;
+            to_topic += 1;
+        }
+    }
+    Ok((to_sqs, to_topic))
+}
+
+fn kafka_header(m: &OwnedMessage, name: &str) -> Option<String> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn kafka_json(m: &OwnedMessage) -> Value {
+    let headers: serde_json::Map<String, Value> = m
+        .headers()
+        .into_iter()
+        .flat_map(|h| h.iter())
+        .map(|h| {
+            (
+                h.key.to_owned(),
+                json!(h.value.map(|v| String::from_utf8_lossy(v).into_owned())),
+            )
+        })
+        .collect();
+    json!({
+        "partition": m.partition(),
+        "offset": m.offset(),
+        "key": m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        "headers": headers,
+        "value": String::from_utf8_lossy(m.payload().unwrap_or_default()),
+    })
+}
+
+fn truncate(s: &str) -> String {
+    let mut out: String = s.chars().take(100).collect();
+    if out.len() < s.len() {
+        out.push_str("...");
+    }
+    out
+}

@@ -1,0 +1,461 @@
+//! `bridgectl esm`: the SQS -> Lambda event-source mapping, as AWS runs it with
+//! `ReportBatchItemFailures`: long-poll a batch (size and batching window), invoke
+//! the function, delete ONLY the records it did not report as failed. The failed
+//! ones become visible again after the visibility timeout, and the queue's redrive
+//! policy moves them to the DLQ after maxReceiveCount. (Emulators here delete whole
+//! batches, so the project runs this itself.)
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use sqs_to_kafka::Bridge;
+
+use crate::common::{SqsArgs, parse_duration, sqs};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EsmArgs {
+    #[command(flatten)]
+    pub sqs: SqsArgs,
+    /// Most records per invocation (AWS: 1-10,000; above 10 needs a batching window).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub batch_size: u16,
+    /// How long to gather records before invoking (AWS MaximumBatchingWindowInSeconds).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub batching_window: Duration,
+    /// Seconds a received record stays invisible; failures come back after it.
+    #[arg(long, default_value_t = 30)]
+    pub visibility_timeout: i32,
+    /// Long-poll wait per receive, seconds (0-20).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(0..=20))]
+    pub wait_time: i32,
+    /// The function's timeout: each invocation's deadline.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub function_timeout: Duration,
+    /// Exit once the queue has no visible and no in-flight message.
+    #[arg(long)]
+    pub until_empty: bool,
+    /// Exit after this many invocations (for tests and scripts).
+    #[arg(long)]
+    pub max_batches: Option<u64>,
+    /// Batches polled and invoked at once (AWS starts an SQS mapping with 5).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1_000))]
+    pub concurrency: u16,
+    /// Invoke over the Lambda Invoke API (e.g. `cargo lambda watch` at http://127.0.0.1:9000)
+    /// instead of running the sqs-to-kafka handler in this process.
+    #[arg(long)]
+    pub invoke_url: Option<String>,
+    #[arg(long, default_value = "sqs-to-kafka")]
+    pub function_name: String,
+    /// Print a JSON summary at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct EsmSummary {
+    pub invocations: u64,
+    pub received: u64,
+    pub deleted: u64,
+    pub failed: u64,
+}
+
+enum Invoker {
+    InProcess(Box<Bridge>),
+    Remote { http: reqwest::Client, url: String },
+}
+
+impl Invoker {
+    /// The ids to keep in the queue. A failed invocation keeps the whole batch, as AWS does.
+    async fn invoke(&self, records: Vec<SqsMessage>, timeout: Duration) -> HashSet<String> {
+        let all = || {
+            records
+                .iter()
+                .filter_map(|r| r.message_id.clone())
+                .collect::<HashSet<_>>()
+        };
+        match self {
+            Invoker::InProcess(bridge) => {
+                match bridge.process(&records, Instant::now() + timeout).await {
+                    Ok(report) => failures(report.response()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "invocation failed; the whole batch stays in the queue");
+                        all()
+                    }
+                }
+            }
+            Invoker::Remote { http, url } => {
+                let ids = all();
+                let mut event = SqsEvent::default();
+                event.records = records;
+                let response = http.post(url).timeout(timeout).json(&event).send().await;
+                let parsed = match response {
+                    Ok(r)
+                        if r.status().is_success()
+                            && r.headers().get("x-amz-function-error").is_none() =>
+                    {
+                        r.json::<SqsBatchResponse>()
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    Ok(r) => Err(format!("function error, HTTP {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                };
+                match parsed {
+                    Ok(resp) => failures(resp),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "invocation failed; the whole batch stays in the queue");
+                        ids
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn failures(resp: SqsBatchResponse) -> HashSet<String> {
+    resp.batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
+}
+
+struct Shared {
+    client: aws_sdk_sqs::Client,
+    args: EsmArgs,
+    arn: String,
+    region: String,
+    invoker: Invoker,
+    invocations: AtomicU64,
+    received: AtomicU64,
+    deleted: AtomicU64,
+    failed: AtomicU64,
+    progress: ProgressBar,
+}
+
+pub async fn run(
+    args: EsmArgs,
+    lambda: Option<sqs_to_kafka::Config>,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<EsmSummary> {
+    let client = sqs().await;
+    let arn = queue_arn(&client, &args.sqs.queue_url).await?;
+    let region = client
+        .config()
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "us-east-1".into());
+    let invoker = match (&args.invoke_url, lambda) {
+        (Some(base), _) => Invoker::Remote {
+            http: reqwest::Client::new(),
+            url: format!(
+                "{}/2015-03-31/functions/{}/invocations",
+                base.trim_end_matches('/'),
+                args.function_name
+            ),
+        },
+        (None, Some(config)) => Invoker::InProcess(Box::new(
+            Bridge::connect(config)
+                .await
+                .context("starting the handler")?,
+        )),
+        (None, None) => anyhow::bail!("no handler configuration and no --invoke-url"),
+    };
+    let progress = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("esm {spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    progress.enable_steady_tick(Duration::from_millis(200));
+    tracing::info!(queue = %args.sqs.queue_url, batch_size = args.batch_size, pollers = args.concurrency, "event-source mapping running");
+    let shared = Arc::new(Shared {
+        client,
+        arn,
+        region,
+        invoker,
+        invocations: AtomicU64::new(0),
+        received: AtomicU64::new(0),
+        deleted: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        progress,
+        args,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut pollers = tokio::task::JoinSet::new();
+    for _ in 0..shared.args.concurrency {
+        pollers.spawn(poll(Arc::clone(&shared), stop_rx.clone()));
+    }
+    tokio::pin!(stop);
+    let mut result = Ok(());
+    loop {
+        tokio::select! {
+            () = &mut stop, if !*stop_tx.borrow() => {
+                // Pollers finish the batch in hand (its deletes included), then exit.
+                let _ = stop_tx.send(true);
+            }
+            joined = pollers.join_next() => match joined {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    let _ = stop_tx.send(true);
+                    result = Err(e);
+                }
+                Some(Err(e)) => {
+                    let _ = stop_tx.send(true);
+                    result = Err(anyhow::anyhow!("poller panicked: {e}"));
+                }
+            },
+        }
+    }
+    shared.progress.finish_and_clear();
+    result?;
+    Ok(EsmSummary {
+        invocations: shared.invocations.load(Ordering::SeqCst),
+        received: shared.received.load(Ordering::SeqCst),
+        deleted: shared.deleted.load(Ordering::SeqCst),
+        failed: shared.failed.load(Ordering::SeqCst),
+    })
+}
+
+/// One poller: receive a batch, invoke, delete the successes; again until stopped.
+async fn poll(
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (s, queue) = (&*shared, shared.args.sqs.queue_url.as_str());
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        if let Some(max) = s.args.max_batches
+            && s.invocations.fetch_add(1, Ordering::SeqCst) >= max
+        {
+            s.invocations.fetch_sub(1, Ordering::SeqCst);
+            return Ok(());
+        }
+        let batch = tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            b = receive_batch(&s.client, queue, &s.args, &s.arn, &s.region) => b?,
+        };
+        if batch.is_empty() {
+            if s.args.max_batches.is_some() {
+                s.invocations.fetch_sub(1, Ordering::SeqCst);
+            }
+            if s.args.until_empty && drained(&s.client, queue).await? {
+                return Ok(());
+            }
+            continue;
+        }
+        if s.args.max_batches.is_none() {
+            s.invocations.fetch_add(1, Ordering::SeqCst);
+        }
+        let handles: HashMap<String, String> = batch
+            .iter()
+            .filter_map(|m| Some((m.message_id.clone()?, m.receipt_handle.clone()?)))
+            .collect();
+        s.received.fetch_add(batch.len() as u64, Ordering::SeqCst);
+        let failed = s.invoker.invoke(batch, s.args.function_timeout).await;
+        let done: Vec<(&String, &String)> = handles
+            .iter()
+            .filter(|(id, _)| !failed.contains(*id))
+            .collect();
+        s.deleted.fetch_add(
+            delete(&s.client, queue, &done).await? as u64,
+            Ordering::SeqCst,
+        );
+        s.failed.fetch_add(failed.len() as u64, Ordering::SeqCst);
+        s.progress.set_message(format!(
+            "{} invocations, {} records, {} deleted, {} failed (retried by SQS)",
+            s.invocations.load(Ordering::SeqCst),
+            s.received.load(Ordering::SeqCst),
+            s.deleted.load(Ordering::SeqCst),
+            s.failed.load(Ordering::SeqCst)
+        ));
+        tracing::info!(
+            records = handles.len(),
+            deleted = done.len(),
+            failed = failed.len(),
+            "batch done"
+        );
+    }
+}
+
+/// Receives up to `batch_size` records: the first receive long-polls; more are
+/// gathered until the batch is full or the batching window closes.
+async fn receive_batch(
+    client: &aws_sdk_sqs::Client,
+    queue: &str,
+    args: &EsmArgs,
+    arn: &str,
+    region: &str,
+) -> anyhow::Result<Vec<SqsMessage>> {
+    let want = usize::from(args.batch_size);
+    let window_ends = Instant::now() + args.batching_window;
+    let mut out = Vec::new();
+    loop {
+        let wait = if out.is_empty() {
+            args.wait_time
+        } else {
+            window_ends
+                .saturating_duration_since(Instant::now())
+                .as_secs()
+                .min(20) as i32
+        };
+        let got = client
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages((want - out.len()).min(10) as i32)
+            .wait_time_seconds(wait)
+            .visibility_timeout(args.visibility_timeout)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "ReceiveMessage on {queue}: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })?;
+        let n = got.messages().len();
+        out.extend(
+            got.messages()
+                .iter()
+                .map(|m| to_event_record(m, arn, region)),
+        );
+        if out.len() >= want
+            || Instant::now() >= window_ends
+            || (n == 0 && !out.is_empty())
+            || out.is_empty()
+        {
+            return Ok(out);
+        }
+    }
+}
+
+/// An SQS API message in the shape the Lambda event carries it.
+pub fn to_event_record(m: &aws_sdk_sqs::types::Message, arn: &str, region: &str) -> SqsMessage {
+    let mut r = SqsMessage::default();
+    r.message_id = m.message_id().map(str::to_owned);
+    r.receipt_handle = m.receipt_handle().map(str::to_owned);
+    r.body = m.body().map(str::to_owned);
+    r.md5_of_body = m.md5_of_body().map(str::to_owned);
+    r.attributes = m
+        .attributes()
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    r.event_source = Some("aws:sqs".into());
+    r.event_source_arn = Some(arn.to_owned());
+    r.aws_region = Some(region.to_owned());
+    r
+}
+
+async fn delete(
+    client: &aws_sdk_sqs::Client,
+    queue: &str,
+    done: &[(&String, &String)],
+) -> anyhow::Result<usize> {
+    let mut deleted = 0;
+    for chunk in done.chunks(10) {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, handle))| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(*handle)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let out = client
+            .delete_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "DeleteMessageBatch: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })?;
+        // An undeleted success is only delivered again (and deduplicated downstream).
+        for f in out.failed() {
+            tracing::warn!(
+                id = f.id(),
+                code = f.code(),
+                "delete failed; the record will be delivered again"
+            );
+        }
+        deleted += out.successful().len();
+    }
+    Ok(deleted)
+}
+
+pub async fn queue_arn(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<String> {
+    let attrs = client
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "queue {queue}: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// (visible, in flight) messages, as SQS approximates them.
+pub async fn depth(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<(i64, i64)> {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "queue {queue}: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )
+        })?;
+    let get = |name: QueueAttributeName| -> i64 {
+        out.attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((
+        get(QueueAttributeName::ApproximateNumberOfMessages),
+        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    ))
+}
+
+async fn drained(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<bool> {
+    Ok(depth(client, queue).await? == (0, 0))
+}

@@ -1,0 +1,477 @@
+//! bridgectl against the real local stack: replay -> esm -> sqs-to-kafka handler ->
+//! Kafka -> writer -> MongoDB, dead letters and their redrive, and status.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use clap::Parser;
+use mongodb::bson::{Document, doc};
+use serde_json::Value;
+use testkit::process::{Server, TempDir};
+use testkit::{StackEnv, kafka, sqs, unique, wait_for};
+
+/// Fresh queue pair, topics, group and database, on `bootstrap`.
+struct Pipeline {
+    env: HashMap<String, String>,
+    _dir: TempDir,
+}
+
+impl Pipeline {
+    async fn new(bootstrap: &str, max_receive_count: u32) -> Self {
+        let client = sqs::client().await;
+        let name = unique("pipe");
+        let dlq = client
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .send()
+            .await
+            .unwrap();
+        let dlq_url = dlq.queue_url().unwrap().to_owned();
+        let attrs = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap();
+        let arn = attrs.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
+        let redrive =
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":{max_receive_count}}}"#);
+        let q = client
+            .create_queue()
+            .queue_name(&name)
+            .attributes(QueueAttributeName::RedrivePolicy, redrive)
+            .send()
+            .await
+            .unwrap();
+        let (topic, dlq_topic) = (unique("telemetry"), unique("dlq"));
+        kafka::create_topic_on(bootstrap, &topic, 6).await;
+        kafka::create_topic_on(bootstrap, &dlq_topic, 1).await;
+        let mut env: HashMap<String, String> = StackEnv::get()
+            .vars()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        for (k, v) in [
+            ("SQS_QUEUE_URL", q.queue_url().unwrap().to_owned()),
+            ("SQS_DLQ_URL", dlq_url),
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.to_owned()),
+            ("KAFKA_TOPIC", topic),
+            ("KAFKA_DLQ_TOPIC", dlq_topic),
+            ("KAFKA_GROUP_ID", unique("writer")),
+            ("MONGODB_DATABASE", unique("iot").replace('-', "_")),
+            ("RUST_LOG", "error".to_owned()),
+        ] {
+            env.insert(k.to_owned(), v);
+        }
+        Pipeline {
+            env,
+            _dir: TempDir::new("pipe"),
+        }
+    }
+
+    fn var(&self, k: &str) -> &str {
+        &self.env[k]
+    }
+
+    /// Runs bridgectl; returns stdout, failing the test on a non-zero exit.
+    fn bridgectl(&self, args: &[&str], extra_env: &[(&str, &str)]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_bridgectl"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .envs(extra_env.iter().copied())
+            .current_dir(testkit::workspace_root())
+            .output()
+            .expect("run bridgectl");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "bridgectl {args:?} failed: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The writer, in this process, on the pipeline's topic and database.
+    fn start_writer(&self) -> tokio::sync::oneshot::Sender<()> {
+        let cfg = kafka_to_mongo::Config::try_parse_from([
+            "kafka-to-mongo",
+            "--bootstrap-servers",
+            self.var("KAFKA_BOOTSTRAP_SERVERS"),
+            "--security-protocol",
+            "PLAINTEXT",
+            "--local-mode",
+            "true",
+            "--topic",
+            self.var("KAFKA_TOPIC"),
+            "--dlq-topic",
+            self.var("KAFKA_DLQ_TOPIC"),
+            "--group-id",
+            self.var("KAFKA_GROUP_ID"),
+            "--mongodb-uri",
+            self.var("MONGODB_URI"),
+            "--database",
+            self.var("MONGODB_DATABASE"),
+            "--health-port",
+            "0",
+            "--health-bind",
+            "127.0.0.1",
+            "--batch-linger-ms",
+            "5",
+        ])
+        .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            kafka_to_mongo::run(cfg, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("writer");
+        });
+        tx
+    }
+
+    async fn db(&self) -> mongodb::Database {
+        mongodb::Client::with_uri_str(self.var("MONGODB_URI"))
+            .await
+            .unwrap()
+            .database(self.var("MONGODB_DATABASE"))
+    }
+
+    async fn docs(&self) -> u64 {
+        self.db()
+            .await
+            .collection::<Document>("telemetry")
+            .count_documents(doc! {})
+            .await
+            .unwrap()
+    }
+
+    async fn device_total(&self) -> i64 {
+        use futures::TryStreamExt as _;
+        let devices: Vec<Document> = self
+            .db()
+            .await
+            .collection::<Document>("devices")
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        devices.iter().map(|d| d.get_i64("count").unwrap()).sum()
+    }
+
+    async fn sqs_depth(&self, url_var: &str) -> (i64, i64) {
+        let attrs = sqs::client()
+            .await
+            .get_queue_attributes()
+            .queue_url(self.var(url_var))
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let a = attrs.attributes().unwrap();
+        let n = |k: QueueAttributeName| a[&k].parse().unwrap();
+        (
+            n(QueueAttributeName::ApproximateNumberOfMessages),
+            n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    async fn settled(&self, docs: u64, dead: i64) {
+        let (topic, dlq, group, bootstrap) = (
+            self.var("KAFKA_TOPIC"),
+            self.var("KAFKA_DLQ_TOPIC"),
+            self.var("KAFKA_GROUP_ID"),
+            self.var("KAFKA_BOOTSTRAP_SERVERS"),
+        );
+        wait_for(
+            &format!("{docs} documents, {dead} dead letters, lag 0"),
+            Duration::from_secs(120),
+            || async {
+                let (committed, high) = kafka::committed_and_high(bootstrap, group, topic);
+                let dlq_count = kafka::committed_and_high(bootstrap, group, dlq).1;
+                (self.docs().await == docs && dlq_count == dead && committed == high).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_through_the_whole_pipeline_gives_exact_counts() {
+    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let _writer = p.start_writer();
+    let out = p.bridgectl(
+        &[
+            "replay",
+            "events/iot/devices-20-seed-1.jsonl",
+            "--invalid-ratio",
+            "0.05",
+            "--duplicate-ratio",
+            "0.05",
+            "--seed",
+            "3",
+            "--json",
+            "--quiet",
+        ],
+        &[],
+    );
+    let sent: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(sent["valid"], 1_200);
+    assert!(
+        sent["invalid"].as_u64().unwrap() > 20 && sent["duplicates"].as_u64().unwrap() > 20,
+        "{sent}"
+    );
+    let esm: Value = serde_json::from_str(
+        p.bridgectl(&["esm", "--until-empty", "--wait-time", "1", "--json"], &[])
+            .trim(),
+    )
+    .unwrap();
+    // SQS is at-least-once: a record may be received twice; storage below stays exact.
+    assert!(esm["received"].as_u64() >= sent["sent"].as_u64(), "{esm}");
+    assert_eq!(esm["failed"], 0);
+    let unique = sent["unique_keys"].as_u64().unwrap();
+    p.settled(unique, sent["invalid"].as_i64().unwrap()).await;
+    assert_eq!(unique, 1_200);
+    assert_eq!(
+        p.device_total().await,
+        1_200,
+        "device counts are exact despite {} duplicates",
+        sent["duplicates"]
+    );
+    assert_eq!(p.sqs_depth("SQS_QUEUE_URL").await, (0, 0));
+    assert_eq!(p.sqs_depth("SQS_DLQ_URL").await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_broker_down_messages_reach_the_sqs_dlq_and_a_redrive_stores_them_once() {
+    let dir = TempDir::new("esm-broker");
+    let mut broker = Server::nisshi(dir.path());
+    broker.start();
+    let p = Pipeline::new(&broker.address(), 2).await;
+    let _writer = p.start_writer();
+    broker.stop();
+    p.bridgectl(
+        &[
+            "replay",
+            "--generate",
+            "--devices",
+            "5",
+            "--count",
+            "30",
+            "--quiet",
+        ],
+        &[],
+    );
+    let fast_fail = [
+        ("KAFKA_MESSAGE_TIMEOUT_MS", "1000"),
+        ("BRIDGE_DEADLINE_MARGIN_MS", "0"),
+    ];
+    let esm = [
+        "esm",
+        "--until-empty",
+        "--wait-time",
+        "1",
+        "--visibility-timeout",
+        "1",
+        "--function-timeout",
+        "3s",
+        "--json",
+    ];
+    let first: Value = serde_json::from_str(p.bridgectl(&esm, &fast_fail).trim()).unwrap();
+    assert!(
+        first["failed"].as_u64().unwrap() >= 30,
+        "every message failed: {first}"
+    );
+    assert_eq!(first["deleted"], 0);
+    assert_eq!(
+        p.sqs_depth("SQS_DLQ_URL").await.0,
+        30,
+        "all 30 in the SQS DLQ after maxReceiveCount=2"
+    );
+
+    broker.start();
+    let moved = p.bridgectl(&["dlq", "redrive", "--source", "sqs"], &[]);
+    assert!(moved.contains("moved 30 messages"), "{moved}");
+    p.bridgectl(&esm, &[]);
+    p.settled(30, 0).await;
+    assert_eq!(p.device_total().await, 30);
+    assert_eq!(p.sqs_depth("SQS_DLQ_URL").await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_esm_deletes_only_the_successes() {
+    use axum::{Json, Router, routing::post};
+    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let seen: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let seen_in = Arc::clone(&seen);
+    // A function that reports one transient failure: the record whose body is "fail-me".
+    let app = Router::new().route(
+        "/2015-03-31/functions/sqs-to-kafka/invocations",
+        post(move |Json(event): Json<Value>| {
+            let seen = Arc::clone(&seen_in);
+            async move {
+                let records = event["Records"].as_array().cloned().unwrap_or_default();
+                seen.lock().unwrap().push(records.len());
+                let failures: Vec<Value> = records
+                    .iter()
+                    .filter(|r| r["body"] == "fail-me")
+                    .map(|r| serde_json::json!({"itemIdentifier": r["messageId"]}))
+                    .collect();
+                Json(serde_json::json!({"batchItemFailures": failures}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let client = sqs::client().await;
+    for body in ["ok-1", "fail-me", "ok-2"] {
+        client
+            .send_message()
+            .queue_url(p.var("SQS_QUEUE_URL"))
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let args = [
+        "esm",
+        "--invoke-url",
+        &url,
+        "--max-batches",
+        "1",
+        "--concurrency",
+        "1",
+        "--batch-size",
+        "10",
+        "--batching-window",
+        "1s",
+        "--visibility-timeout",
+        "2",
+        "--wait-time",
+        "1",
+        "--json",
+    ];
+    let out: Value = serde_json::from_str(p.bridgectl(&args, &[]).trim()).unwrap();
+    assert_eq!(
+        (
+            out["received"].as_u64(),
+            out["deleted"].as_u64(),
+            out["failed"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{out}"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![3],
+        "one invocation with the whole batch"
+    );
+    let (visible, in_flight) = p.sqs_depth("SQS_QUEUE_URL").await;
+    assert_eq!(
+        visible + in_flight,
+        1,
+        "only the failure is left in the queue"
+    );
+    let again = wait_for(
+        "the failed record to become visible again",
+        Duration::from_secs(15),
+        || async {
+            let r = client
+                .receive_message()
+                .queue_url(p.var("SQS_QUEUE_URL"))
+                .message_system_attribute_names(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+                )
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            r.messages().first().cloned()
+        },
+    )
+    .await;
+    assert_eq!(again.body(), Some("fail-me"));
+    let count = &again.attributes().unwrap()
+        [&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount];
+    assert_eq!(count, "2", "its receive count went up");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_json_reports_what_independent_queries_see() {
+    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let client = sqs::client().await;
+    for i in 0..7 {
+        client
+            .send_message()
+            .queue_url(p.var("SQS_QUEUE_URL"))
+            .message_body(format!("m{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let payloads: Vec<_> =
+        telemetry::sample::Generator::new(20, 1, telemetry::sample::DEFAULT_START_MS)
+            .take(100)
+            .collect();
+    kafka::produce_telemetry(
+        p.var("KAFKA_BOOTSTRAP_SERVERS"),
+        p.var("KAFKA_TOPIC"),
+        &payloads,
+    )
+    .await;
+    kafka::produce_raw(
+        p.var("KAFKA_BOOTSTRAP_SERVERS"),
+        p.var("KAFKA_TOPIC"),
+        &[("k".into(), b"garbage".to_vec())],
+    )
+    .await;
+
+    let before: Value = serde_json::from_str(&p.bridgectl(&["status", "--json"], &[])).unwrap();
+    assert_eq!(before["sqs"]["visible"], 7);
+    assert_eq!(
+        before["kafka"]["total_lag"], 101,
+        "nothing consumed yet: {before}"
+    );
+    assert_eq!(before["mongodb"]["telemetry_documents"], 0);
+
+    let _writer = p.start_writer();
+    p.settled(100, 1).await;
+    let after: Value = serde_json::from_str(&p.bridgectl(&["status", "--json"], &[])).unwrap();
+    let (committed, high) = kafka::committed_and_high(
+        p.var("KAFKA_BOOTSTRAP_SERVERS"),
+        p.var("KAFKA_GROUP_ID"),
+        p.var("KAFKA_TOPIC"),
+    );
+    let parts = after["kafka"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 6);
+    assert_eq!(
+        parts
+            .iter()
+            .map(|x| x["high_watermark"].as_i64().unwrap())
+            .sum::<i64>(),
+        high
+    );
+    assert_eq!(
+        parts
+            .iter()
+            .map(|x| x["committed"].as_i64().unwrap_or(0))
+            .sum::<i64>(),
+        committed
+    );
+    assert_eq!(after["kafka"]["total_lag"], 0);
+    assert_eq!(after["kafka"]["dlq_records"], 1);
+    assert_eq!(after["mongodb"]["telemetry_documents"], p.docs().await);
+    assert_eq!(after["mongodb"]["devices"], 20);
+    assert!(
+        after["mongodb"]["newest_ts"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-01-01T")
+    );
+}
