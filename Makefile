@@ -3,11 +3,26 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 STACK := infra/local/stack
 
-.PHONY: test unit lambda stack-up stack-down stack-status fixtures lint
+.PHONY: test demo unit lambda lambda-invoke-check terraform-check stack-up stack-down stack-status fixtures lint
 
-## Install (first time ~25 min, cached) and start the local stack, then run every test against it.
+## The README's first command: the whole pipeline end to end on the local stack, with exact counts.
+demo:
+	infra/local/demo
+
+## Install (first time ~25 min, cached) and start the local stack, then run every test against it:
+## the Rust tests, the Lambda zips, the cargo-lambda watch/invoke path, and the Terraform checks.
 test: stack-up
 	cargo test --workspace --locked --no-fail-fast
+	$(MAKE) lambda lambda-invoke-check terraform-check
+
+## `cargo lambda watch` + `cargo lambda invoke --data-file events/sqs/...` return the expected responses.
+lambda-invoke-check:
+	infra/lambda/invoke-check
+
+## fmt, validate, checkov, apply against moto (+ bridgectl replay/esm on the applied queue), IAM policy check, destroy.
+terraform-check:
+	cargo build --locked -q -p bridgectl
+	BRIDGECTL=target/debug/bridgectl bash infra/terraform/check
 
 ## The Lambda zips: target/lambda/sqs-to-kafka/bootstrap.zip (arm64, what Terraform deploys; x86_64 if the
 ## arm64 target cannot be installed) and target/lambda-x86_64/sqs-to-kafka/bootstrap.zip (runs on this machine).

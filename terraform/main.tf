@@ -48,6 +48,7 @@ module "lambda" {
   batch_size                      = var.esm_batch_size
   maximum_batching_window_seconds = var.esm_maximum_batching_window_seconds
   maximum_concurrency             = var.esm_maximum_concurrency
+  event_source_mapping_enabled    = var.esm_enabled
 }
 
 module "iot_rule" {

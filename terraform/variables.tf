@@ -124,6 +124,12 @@ variable "metrics_namespace" {
   }
 }
 
+variable "esm_enabled" {
+  description = "Whether the SQS event-source mapping polls. Set false against emulators whose own mapping deletes whole batches; locally `bridgectl esm` plays the mapping."
+  type        = bool
+  default     = true
+}
+
 # ---- IoT rule ----
 variable "enable_iot_rule" {
   description = "Create the IoT topic rule (false for emulators that lack it, or when devices publish to SQS another way)."

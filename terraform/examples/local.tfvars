@@ -19,6 +19,8 @@ aws_endpoints = {
 
 # moto's IoT lacks iot:ListTagsForResource, so creating a topic rule never completes.
 enable_iot_rule = false
+# moto's own event-source mapping deletes whole batches: `bridgectl esm` plays the mapping instead.
+esm_enabled = false
 # moto answers PutQueryDefinition with HTTP 500.
 enable_query_definitions = false
 

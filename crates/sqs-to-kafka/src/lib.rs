@@ -121,9 +121,46 @@ impl Bridge {
     }
 }
 
+/// The Runtime API's deadline is epoch milliseconds. `cargo lambda watch` sends a
+/// duration there instead (600000, i.e. 10 minutes), which would read as 1970 and fail
+/// every record; no real deadline predates 2000, so such a value is read as a duration.
 fn instant_from(deadline: SystemTime) -> Instant {
-    let remaining = deadline
-        .duration_since(SystemTime::now())
+    const YEAR_2000: Duration = Duration::from_secs(946_684_800);
+    let since_epoch = deadline
+        .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
-    Instant::now() + remaining
+    if since_epoch < YEAR_2000 {
+        tracing::warn!(
+            deadline_ms = since_epoch.as_millis() as u64,
+            "deadline is not an epoch time (a local emulator?); read as a duration"
+        );
+        return Instant::now() + since_epoch;
+    }
+    Instant::now()
+        + deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_deadline_is_the_remaining_time() {
+        let left = instant_from(SystemTime::now() + Duration::from_secs(30)) - Instant::now();
+        assert!(
+            left > Duration::from_secs(29) && left <= Duration::from_secs(30),
+            "{left:?}"
+        );
+        let passed = instant_from(SystemTime::now() - Duration::from_secs(5));
+        assert!(passed <= Instant::now(), "a passed deadline stays passed");
+    }
+
+    #[test]
+    fn an_emulators_duration_deadline_is_read_as_a_duration() {
+        let left =
+            instant_from(SystemTime::UNIX_EPOCH + Duration::from_millis(600_000)) - Instant::now();
+        assert!(left > Duration::from_secs(599), "{left:?}");
+    }
 }

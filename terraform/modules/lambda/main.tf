@@ -130,6 +130,7 @@ resource "aws_lambda_event_source_mapping" "this" {
   batch_size                         = var.batch_size
   maximum_batching_window_in_seconds = var.maximum_batching_window_seconds
   function_response_types            = ["ReportBatchItemFailures"]
+  enabled                            = var.event_source_mapping_enabled
 
   scaling_config {
     maximum_concurrency = var.maximum_concurrency

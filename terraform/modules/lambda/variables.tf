@@ -112,3 +112,9 @@ variable "maximum_concurrency" {
   description = "Event-source mapping maximum concurrency (>= 2)."
   type        = number
 }
+
+variable "event_source_mapping_enabled" {
+  description = "Whether the SQS event-source mapping polls. False for emulators whose own mapping would delete whole batches (the local stack runs bridgectl esm instead)."
+  type        = bool
+  default     = true
+}
