@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 STACK := infra/local/stack
 
-.PHONY: test demo unit lambda lambda-invoke-check terraform-check stack-up stack-down stack-status fixtures lint
+.PHONY: test demo unit lambda lambda-invoke-check terraform-check bench-lambda bench-writer bench-e2e stack-up stack-down stack-status fixtures lint
 
 ## The README's first command: the whole pipeline end to end on the local stack, with exact counts.
 demo:
@@ -34,6 +34,19 @@ lambda:
 	  infra/local/lambda-tools cargo lambda build --release --output-format zip -p sqs-to-kafka; \
 	fi
 	infra/local/lambda-tools cargo lambda build --release --output-format zip -p sqs-to-kafka --lambda-dir target/lambda-x86_64
+
+## Benchmarks (not tests): each prints a ratio against a ceiling measured in the same run and ends with a RESULT line.
+bench-lambda: stack-up lambda
+	cargo build --release --locked -q -p bridgectl
+	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench lambda
+
+bench-writer: stack-up
+	cargo build --release --locked -q -p bridgectl -p kafka-to-mongo
+	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench writer
+
+bench-e2e: stack-up
+	cargo build --release --locked -q -p bridgectl
+	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench e2e --rate 1000 --duration 30s
 
 ## Tests of pure logic only: no services needed.
 unit:

@@ -57,10 +57,19 @@ impl Classify for SecretError {
     }
 }
 
-/// Reads a secret's string value once. Error messages carry the ARN, never the value.
+/// Reads a secret's string value once, with the standard AWS configuration chain.
+/// Error messages carry the ARN, never the value.
 pub async fn fetch_secret_string(arn: &str) -> Result<Secret, SecretError> {
     let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let client = aws_sdk_secretsmanager::Client::new(&conf);
+    fetch_secret_string_with(&conf, arn).await
+}
+
+/// As [`fetch_secret_string`], with a given AWS configuration.
+pub async fn fetch_secret_string_with(
+    conf: &aws_config::SdkConfig,
+    arn: &str,
+) -> Result<Secret, SecretError> {
+    let client = aws_sdk_secretsmanager::Client::new(conf);
     let out = client
         .get_secret_value()
         .secret_id(arn)

@@ -42,6 +42,13 @@ pub async fn sqs() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&conf)
 }
 
+/// An AWS SDK error with its whole cause chain (the SDK's Display alone says little).
+pub fn aws_err<E: std::error::Error + Send + Sync + 'static>(
+    what: &str,
+) -> impl FnOnce(E) -> anyhow::Error + '_ {
+    move |e| anyhow::anyhow!("{what}: {}", aws_sdk_sqs::error::DisplayErrorContext(e))
+}
+
 pub async fn kafka(args: &KafkaArgs) -> anyhow::Result<KafkaConnection> {
     args.resolve().await.context("Kafka settings")
 }

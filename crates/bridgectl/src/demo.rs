@@ -211,62 +211,29 @@ async fn report(
 
 /// Reasons of every record in the dead-letter topic, grouped by stage and first rule.
 async fn dead_letter_reasons(args: &DemoArgs) -> anyhow::Result<BTreeMap<String, usize>> {
-    let conn = crate::common::kafka(&args.kafka).await?;
-    let mut cfg = crate::common::consumer_config(&conn);
-    cfg.set("group.id", "bridgectl-demo");
-    let topic = args.topics.dlq_topic.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<BTreeMap<String, usize>> {
-        use rdkafka::Message as _;
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        use rdkafka::message::Headers as _;
-        let consumer: BaseConsumer = cfg.create()?;
-        let timeout = Duration::from_secs(10);
-        let md = consumer.fetch_metadata(Some(&topic), timeout)?;
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        let mut total = 0;
-        for p in md
-            .topics()
-            .first()
-            .map(|t| t.partitions())
-            .unwrap_or_default()
-        {
-            let (lo, hi) = consumer.fetch_watermarks(&topic, p.id(), timeout)?;
-            tpl.add_partition_offset(&topic, p.id(), rdkafka::Offset::Offset(lo))?;
-            total += hi - lo;
-        }
-        consumer.assign(&tpl)?;
-        let mut out = BTreeMap::new();
-        let (mut read, deadline) = (0i64, Instant::now() + Duration::from_secs(30));
-        while read < total && Instant::now() < deadline {
-            let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let m = m?;
-            read += 1;
-            let h = |name: &str| {
-                m.headers()
-                    .and_then(|hs| hs.iter().find(|h| h.key == name).and_then(|h| h.value))
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-            };
-            let stage = h(telemetry::envelope::header::DLQ_STAGE).unwrap_or_default();
-            let rules: Vec<Value> = h(telemetry::envelope::header::DLQ_VIOLATIONS)
-                .and_then(|v| serde_json::from_str(&v).ok())
-                .unwrap_or_default();
-            let rule = rules.first().map_or_else(
-                || h(telemetry::envelope::header::DLQ_KIND).unwrap_or_default(),
-                |r| {
-                    format!(
-                        "{} at {}",
-                        r["rule"].as_str().unwrap_or_default(),
-                        r["path"].as_str().unwrap_or_default()
-                    )
-                },
-            );
-            *out.entry(format!("{stage}: {rule}")).or_default() += 1;
-        }
-        Ok(out)
-    })
-    .await?
+    let at = crate::dlq::DlqArgs {
+        sqs: args.sqs.clone(),
+        kafka: args.kafka.clone(),
+        topics: args.topics.clone(),
+    };
+    let mut out = BTreeMap::new();
+    for m in crate::dlq::read_kafka_dlq(&at).await? {
+        let h = |name: &str| crate::dlq::kafka_header(&m, name);
+        let stage = h(telemetry::envelope::header::DLQ_STAGE).unwrap_or_default();
+        let rules: Vec<Value> = h(telemetry::envelope::header::DLQ_VIOLATIONS)
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default();
+        let rule = match rules.first() {
+            Some(r) => format!(
+                "{} at {}",
+                r["rule"].as_str().unwrap_or_default(),
+                r["path"].as_str().unwrap_or_default()
+            ),
+            None => h(telemetry::envelope::header::DLQ_KIND).unwrap_or_default(),
+        };
+        *out.entry(format!("{stage}: {rule}")).or_default() += 1;
+    }
+    Ok(out)
 }
 
 async fn show_samples(db: &mongodb::Database) -> anyhow::Result<()> {

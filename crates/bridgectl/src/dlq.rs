@@ -177,7 +177,7 @@ async fn peek_sqs(at: &DlqArgs, limit: usize) -> anyhow::Result<Vec<Value>> {
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(crate::common::aws_err("SQS"))?;
         let fresh: Vec<_> = got
             .messages()
             .iter()
@@ -215,7 +215,7 @@ pub async fn redrive_sqs(at: &DlqArgs) -> anyhow::Result<usize> {
             .wait_time_seconds(1)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(crate::common::aws_err("SQS"))?;
         let msgs = got.messages();
         if msgs.is_empty() {
             return Ok(moved);
@@ -237,7 +237,7 @@ pub async fn redrive_sqs(at: &DlqArgs) -> anyhow::Result<usize> {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(crate::common::aws_err("SQS"))?;
         let ok: Vec<usize> = sent
             .successful()
             .iter()
@@ -260,7 +260,7 @@ pub async fn redrive_sqs(at: &DlqArgs) -> anyhow::Result<usize> {
                 .set_entries(Some(deletes))
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+                .map_err(crate::common::aws_err("SQS"))?;
         }
         moved += ok.len();
         anyhow::ensure!(
@@ -272,7 +272,7 @@ pub async fn redrive_sqs(at: &DlqArgs) -> anyhow::Result<usize> {
 }
 
 /// Every record of the dead-letter topic, read without a consumer group.
-async fn read_kafka_dlq(at: &DlqArgs) -> anyhow::Result<Vec<OwnedMessage>> {
+pub async fn read_kafka_dlq(at: &DlqArgs) -> anyhow::Result<Vec<OwnedMessage>> {
     let conn = kafka(&at.kafka).await?;
     let topic = at.topics.dlq_topic.clone();
     let mut cfg = consumer_config(&conn);
@@ -327,7 +327,7 @@ pub async fn redrive_kafka(at: &DlqArgs) -> anyhow::Result<(usize, usize)> {
                 .message_body(String::from_utf8_lossy(value))
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+                .map_err(crate::common::aws_err("SQS"))?;
             to_sqs += 1;
         } else {
             let key = m.key().unwrap_or_default();
@@ -344,7 +344,7 @@ pub async fn redrive_kafka(at: &DlqArgs) -> anyhow::Result<(usize, usize)> {
     Ok((to_sqs, to_topic))
 }
 
-fn kafka_header(m: &OwnedMessage, name: &str) -> Option<String> {
+pub fn kafka_header(m: &OwnedMessage, name: &str) -> Option<String> {
     m.headers()?
         .iter()
         .find(|h| h.key == name)

@@ -323,12 +323,9 @@ async fn receive_batch(
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "ReceiveMessage on {queue}: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(crate::common::aws_err(&format!(
+                "ReceiveMessage on {queue}"
+            )))?;
         let n = got.messages().len();
         out.extend(
             got.messages()
@@ -390,12 +387,7 @@ async fn delete(
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "DeleteMessageBatch: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(crate::common::aws_err("DeleteMessageBatch"))?;
         // An undeleted success is only delivered again (and deduplicated downstream).
         for f in out.failed() {
             tracing::warn!(
@@ -416,12 +408,7 @@ pub async fn queue_arn(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Res
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "queue {queue}: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(e)
-            )
-        })?;
+        .map_err(crate::common::aws_err(&format!("queue {queue}")))?;
     Ok(attrs
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
@@ -438,12 +425,7 @@ pub async fn depth(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "queue {queue}: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(e)
-            )
-        })?;
+        .map_err(crate::common::aws_err(&format!("queue {queue}")))?;
     let get = |name: QueueAttributeName| -> i64 {
         out.attributes()
             .and_then(|a| a.get(&name))

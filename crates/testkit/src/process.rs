@@ -67,6 +67,15 @@ impl Server {
 
     /// A Nisshi broker on its own port, with sqlite storage in `dir` (data survives restarts).
     pub fn nisshi(dir: &Path) -> Self {
+        Self::nisshi_with_storage(dir, "sqlite://nisshi.db")
+    }
+
+    /// A Nisshi broker keeping everything in memory: for benchmarks of our code, not of sqlite.
+    pub fn nisshi_memory(dir: &Path) -> Self {
+        Self::nisshi_with_storage(dir, "memory://nisshi/")
+    }
+
+    fn nisshi_with_storage(dir: &Path, storage: &str) -> Self {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let args = [
@@ -76,7 +85,7 @@ impl Server {
             "--advertised-listener-url",
             &url,
             "--storage-engine",
-            "sqlite://nisshi.db",
+            storage,
             "--group-initial-rebalance-delay",
             "0s",
             "--silent",

@@ -1,6 +1,229 @@
-//! placeholder, written next
+//! `bridgectl bench writer`: the writer (release binary, its own process) draining
+//! a 6-partition topic into MongoDB, against the pipeline's ceiling measured in the
+//! same run: the lower of a raw rdkafka consumer draining the same topic and a raw
+//! insert_many of the same documents into the same server. Also partition scaling
+//! (1 -> 2 -> 6) and the writer's peak RSS.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bson::{Document, doc};
+use futures::StreamExt as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use serde_json::{Map, Value};
+use telemetry::sample::{DEFAULT_START_MS, Generator};
+use testkit::process::{Server, TempDir, free_port};
+use testkit::{StackEnv, unique};
+
 #[derive(Debug, Clone, clap::Args)]
-pub struct WriterBenchArgs {}
-pub async fn run(_a: WriterBenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+pub struct WriterBenchArgs {
+    /// Messages for the main measurement (6 partitions).
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: usize,
+    /// Messages per run of the scaling measurement.
+    #[arg(long, default_value_t = 30_000)]
+    pub scale_messages: usize,
+    /// The writer binary (build it with `cargo build --release -p kafka-to-mongo`).
+    #[arg(long, default_value = "target/release/kafka-to-mongo")]
+    pub writer_bin: PathBuf,
+}
+
+fn payloads(n: usize) -> Vec<Map<String, Value>> {
+    Generator::new(200, 11, DEFAULT_START_MS).take(n).collect()
+}
+
+fn per_s(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+async fn raw_consume(bootstrap: &str, topic: &str, n: usize) -> anyhow::Result<Duration> {
+    let c: StreamConsumer = testkit::kafka::config()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("raw"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    c.subscribe(&[topic])?;
+    let mut stream = c.stream();
+    let first = stream.next().await.context("no message")??;
+    drop(first);
+    let started = Instant::now();
+    for _ in 1..n {
+        stream.next().await.context("stream ended")??;
+    }
+    Ok(started.elapsed())
+}
+
+async fn raw_insert(docs: Vec<Document>) -> anyhow::Result<Duration> {
+    let db = testkit::mongo::fresh_database("bench_raw").await;
+    let coll = db.collection::<Document>("telemetry");
+    let started = Instant::now();
+    for chunk in docs.chunks(1_000) {
+        coll.insert_many(chunk).ordered(false).await?;
+    }
+    let took = started.elapsed();
+    db.drop().await?;
+    Ok(took)
+}
+
+struct WriterRun {
+    child: Child,
+    db: mongodb::Database,
+    health: u16,
+}
+
+fn start_writer(
+    bin: &PathBuf,
+    bootstrap: &str,
+    topic: &str,
+    database: &str,
+) -> anyhow::Result<(Child, u16)> {
+    let health = free_port();
+    let child = Command::new(bin)
+        .env_clear()
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        .env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+        .env("BRIDGE_LOCAL_MODE", "1")
+        .env("KAFKA_TOPIC", topic)
+        .env("KAFKA_DLQ_TOPIC", "bench-dlq")
+        .env("KAFKA_GROUP_ID", unique("bench-writer"))
+        .env("MONGODB_URI", StackEnv::get().mongo_uri())
+        .env("MONGODB_DATABASE", database)
+        .env("HEALTH_BIND", "127.0.0.1")
+        .env("HEALTH_PORT", health.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "{} (build it: cargo build --release -p kafka-to-mongo)",
+                bin.display()
+            )
+        })?;
+    Ok((child, health))
+}
+
+async fn ready(port: u16) {
+    testkit::wait_for("the writer ready", Duration::from_secs(30), || async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        out.starts_with("HTTP/1.1 200").then_some(())
+    })
+    .await;
+}
+
+/// Starts a writer on a topic already holding `n` messages; returns docs/s from ready to the last document.
+async fn writer_run(
+    bin: &PathBuf,
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+) -> anyhow::Result<(f64, WriterRun)> {
+    let database = unique("bench").replace('-', "_");
+    let (child, health) = start_writer(bin, bootstrap, topic, &database)?;
+    ready(health).await;
+    let db = testkit::mongo::client().await.database(&database);
+    let started = Instant::now();
+    let coll = db.collection::<Document>("telemetry");
+    testkit::wait_for(
+        &format!("{n} documents"),
+        Duration::from_secs(600),
+        || async { (coll.count_documents(doc! {}).await.ok()? as usize == n).then_some(()) },
+    )
+    .await;
+    Ok((per_s(n, started.elapsed()), WriterRun { child, db, health }))
+}
+
+fn peak_rss_mb(child: &Child) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("VmHWM")?;
+    Ok(kb / 1_024.0)
+}
+
+async fn stop(mut run: WriterRun) -> anyhow::Result<()> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &run.child.id().to_string()])
+        .status();
+    let _ = run.child.wait();
+    let _ = run.health;
+    run.db.drop().await?;
+    Ok(())
+}
+
+async fn topic_with(bootstrap: &str, partitions: i32, msgs: &[Map<String, Value>]) -> String {
+    let topic = unique("bench-telemetry");
+    testkit::kafka::create_topic_on(bootstrap, &topic, partitions).await;
+    testkit::kafka::produce_telemetry(bootstrap, &topic, msgs).await;
+    topic
+}
+
+pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
+    let dir = TempDir::new("bench-writer");
+    let mut broker = Server::nisshi_memory(dir.path());
+    broker.start();
+    let bootstrap = broker.address();
+    testkit::kafka::create_topic_on(&bootstrap, "bench-dlq", 1).await;
+    println!(
+        "broker: Nisshi with memory storage on {bootstrap} (measures the writer, not the broker's disk); MongoDB: the stack's SecantusDB"
+    );
+
+    let msgs = payloads(args.messages);
+    let topic = topic_with(&bootstrap, 6, &msgs).await;
+    let consumer_rate = per_s(
+        args.messages - 1,
+        raw_consume(&bootstrap, &topic, args.messages).await?,
+    );
+    let now = chrono::Utc::now();
+    let docs: Vec<Document> = msgs
+        .iter()
+        .filter_map(|m| {
+            let value = Value::Object(m.clone()).to_string();
+            let (key, t) = telemetry::accept(value.as_bytes(), now).ok()?;
+            Some(telemetry::document::to_document(&key, &t, now))
+        })
+        .collect();
+    let insert_rate = per_s(docs.len(), raw_insert(docs).await?);
+    let ceiling = consumer_rate.min(insert_rate);
+    println!(
+        "raw consumer: {consumer_rate:.0} msg/s; raw insert_many (1,000 per call): {insert_rate:.0} docs/s; ceiling {ceiling:.0}/s"
+    );
+
+    let (rate, run) = writer_run(&args.writer_bin, &bootstrap, &topic, args.messages).await?;
+    let rss = peak_rss_mb(&run.child)?;
+    stop(run).await?;
+    println!(
+        "writer, 6 partitions, {} messages: {rate:.0} docs/s ({:.3} of the ceiling); peak RSS {rss:.1} MB",
+        args.messages,
+        rate / ceiling
+    );
+
+    let scale_msgs = payloads(args.scale_messages);
+    let mut rates = Vec::new();
+    for partitions in [1, 2, 6] {
+        let t = topic_with(&bootstrap, partitions, &scale_msgs).await;
+        let (r, run) = writer_run(&args.writer_bin, &bootstrap, &t, args.scale_messages).await?;
+        stop(run).await?;
+        println!("scaling: {partitions} partition(s): {r:.0} docs/s");
+        rates.push(r);
+    }
+    println!(
+        "RESULT writer_vs_raw={:.3} docs_per_s={rate:.0} scale_2p={:.2} rss_mb={rss:.1}",
+        rate / ceiling,
+        rates[1] / rates[0]
+    );
+    Ok(())
 }
