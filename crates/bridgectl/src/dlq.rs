@@ -6,6 +6,7 @@
 //!   the telemetry topic for the writer's), for after a fix; replays are harmless, since the
 //!   idempotency key dedupes.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -273,25 +274,35 @@ pub async fn redrive_sqs(at: &DlqArgs) -> anyhow::Result<usize> {
 
 /// Every record of the dead-letter topic, read without a consumer group.
 pub async fn read_kafka_dlq(at: &DlqArgs) -> anyhow::Result<Vec<OwnedMessage>> {
-    let conn = kafka(&at.kafka).await?;
-    let topic = at.topics.dlq_topic.clone();
-    let mut cfg = consumer_config(&conn);
-    cfg.set("group.id", "bridgectl-dlq-reader");
+    read_kafka_dlq_from(at, &HashMap::new()).await
+}
+
+/// The next offset of each partition of the dead-letter topic (to read only what comes after).
+pub async fn kafka_dlq_ends(at: &DlqArgs) -> anyhow::Result<HashMap<i32, i64>> {
+    let (consumer, topic) = dlq_consumer(at).await?;
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = cfg.create()?;
-        let timeout = Duration::from_secs(10);
-        let md = consumer.fetch_metadata(Some(&topic), timeout)?;
+        Ok(watermarks(&consumer, &topic)?
+            .into_iter()
+            .map(|(p, _, hi)| (p, hi))
+            .collect())
+    })
+    .await?
+}
+
+/// The records of the dead-letter topic from `from` (partition -> offset; the start when absent).
+pub async fn read_kafka_dlq_from(
+    at: &DlqArgs,
+    from: &HashMap<i32, i64>,
+) -> anyhow::Result<Vec<OwnedMessage>> {
+    let (consumer, topic) = dlq_consumer(at).await?;
+    let from = from.clone();
+    tokio::task::spawn_blocking(move || {
         let mut tpl = TopicPartitionList::new();
         let mut remaining = 0;
-        for p in md
-            .topics()
-            .first()
-            .map(|t| t.partitions())
-            .unwrap_or_default()
-        {
-            let (lo, hi) = consumer.fetch_watermarks(&topic, p.id(), timeout)?;
-            tpl.add_partition_offset(&topic, p.id(), Offset::Offset(lo))?;
-            remaining += hi - lo;
+        for (p, lo, hi) in watermarks(&consumer, &topic)? {
+            let start = from.get(&p).copied().unwrap_or(lo).max(lo);
+            tpl.add_partition_offset(&topic, p, Offset::Offset(start))?;
+            remaining += hi - start;
         }
         consumer.assign(&tpl)?;
         let mut out = Vec::new();
@@ -309,6 +320,31 @@ pub async fn read_kafka_dlq(at: &DlqArgs) -> anyhow::Result<Vec<OwnedMessage>> {
         Ok(out)
     })
     .await?
+}
+
+async fn dlq_consumer(at: &DlqArgs) -> anyhow::Result<(BaseConsumer, String)> {
+    let conn = kafka(&at.kafka).await?;
+    let mut cfg = consumer_config(&conn);
+    cfg.set("group.id", "bridgectl-dlq-reader");
+    Ok((cfg.create()?, at.topics.dlq_topic.clone()))
+}
+
+/// (partition, low, high) for every partition of `topic`.
+fn watermarks(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<(i32, i64, i64)>> {
+    let timeout = Duration::from_secs(10);
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions = md
+        .topics()
+        .first()
+        .map(|t| t.partitions())
+        .unwrap_or_default();
+    partitions
+        .iter()
+        .map(|p| {
+            let (lo, hi) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            Ok((p.id(), lo, hi))
+        })
+        .collect()
 }
 
 /// Re-submits each dead letter where it entered the pipeline.
