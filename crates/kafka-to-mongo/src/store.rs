@@ -178,6 +178,7 @@ impl Store {
                 .session(&mut session)
                 .await
                 .map_err(|e| classify_insert(e, &fresh))?;
+            // Sequential updates: measured faster here than one client.bulk_write in the transaction.
             let now = Utc::now();
             for d in devices::deltas(fresh.iter().map(|(_, p)| (p.key.as_str(), &p.telemetry))) {
                 let (filter, update) = d.count_update(now);
