@@ -178,7 +178,8 @@ impl Store {
                 .session(&mut session)
                 .await
                 .map_err(|e| classify_insert(e, &fresh))?;
-            // Sequential updates: measured faster here than one client.bulk_write in the transaction.
+            // Two round trips per device. One client.bulk_write in the transaction is the obvious next
+            // step; its only measurement so far was confounded by a starved consumer (see BENCHMARKS.md).
             let now = Utc::now();
             for d in devices::deltas(fresh.iter().map(|(_, p)| (p.key.as_str(), &p.telemetry))) {
                 let (filter, update) = d.count_update(now);
