@@ -46,7 +46,7 @@ bench-writer: stack-up
 
 bench-e2e: stack-up
 	cargo build --release --locked -q -p bridgectl
-	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench e2e --rate 1000 --duration 30s
+	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench e2e --rate $(or $(RATE),1000) --duration 30s
 
 ## Tests of pure logic only: no services needed.
 unit:

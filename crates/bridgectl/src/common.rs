@@ -37,8 +37,17 @@ pub struct MongoArgs {
 }
 
 /// SQS client from the standard AWS environment (AWS_ENDPOINT_URL points it at moto locally).
+/// No request waits forever on an overloaded endpoint: an attempt may take the
+/// longest long poll (20 s) plus a margin, and is then retried by the SDK.
 pub async fn sqs() -> aws_sdk_sqs::Client {
-    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .build();
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await;
     aws_sdk_sqs::Client::new(&conf)
 }
 

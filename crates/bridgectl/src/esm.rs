@@ -245,6 +245,7 @@ async fn poll(
             s.invocations.fetch_sub(1, Ordering::SeqCst);
             return Ok(());
         }
+        let receiving = Instant::now();
         let batch = tokio::select! {
             _ = stop.changed() => return Ok(()),
             b = receive_batch(&s.client, queue, &s.args, &s.arn, &s.region) => b?,
@@ -266,7 +267,9 @@ async fn poll(
             .filter_map(|m| Some((m.message_id.clone()?, m.receipt_handle.clone()?)))
             .collect();
         s.received.fetch_add(batch.len() as u64, Ordering::SeqCst);
+        let (receive_ms, invoking) = (receiving.elapsed().as_millis(), Instant::now());
         let failed = s.invoker.invoke(batch, s.args.function_timeout).await;
+        let (invoke_ms, deleting) = (invoking.elapsed().as_millis(), Instant::now());
         let done: Vec<(&String, &String)> = handles
             .iter()
             .filter(|(id, _)| !failed.contains(*id))
@@ -287,6 +290,9 @@ async fn poll(
             records = handles.len(),
             deleted = done.len(),
             failed = failed.len(),
+            receive_ms,
+            invoke_ms,
+            delete_ms = deleting.elapsed().as_millis(),
             "batch done"
         );
     }

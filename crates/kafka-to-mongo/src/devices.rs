@@ -95,6 +95,22 @@ impl DeviceDelta {
     }
 }
 
+/// The `updates` array of one ordered `update` command: per device, the counting
+/// upsert first, then the conditional state update (which needs the document).
+pub fn update_statements(deltas: Vec<DeviceDelta>, now: DateTime<Utc>) -> Vec<Document> {
+    deltas
+        .iter()
+        .flat_map(|d| {
+            let (q, u) = d.count_update(now);
+            let (sq, su) = d.state_update();
+            [
+                doc! {"q": q, "u": u, "upsert": true},
+                doc! {"q": sq, "u": su},
+            ]
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -144,5 +160,27 @@ mod tests {
                 .unwrap(),
             5
         );
+    }
+
+    #[test]
+    fn each_device_counts_first_then_conditionally_sets_state() {
+        let ms = 1_767_225_600_000;
+        let items = [t("a", Some(1), ms, 1.0), t("b", Some(1), ms, 2.0)];
+        let d = deltas([("a#seq:1", &items[0]), ("b#seq:1", &items[1])]);
+        let s = update_statements(d, Utc::now());
+        assert_eq!(s.len(), 4);
+        for (i, device) in [(0, "a"), (2, "b")] {
+            assert!(s[i].get_bool("upsert").unwrap(), "{}", s[i]);
+            assert_eq!(
+                s[i].get_document("q").unwrap().get_str("_id").unwrap(),
+                device
+            );
+            assert!(
+                s[i + 1].get("upsert").is_none(),
+                "state never creates: {}",
+                s[i + 1]
+            );
+            assert!(s[i + 1].get_document("q").unwrap().contains_key("$or"));
+        }
     }
 }

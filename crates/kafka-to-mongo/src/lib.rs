@@ -180,9 +180,11 @@ fn consumer_config(config: &Config, mut c: ClientConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        // librdkafka prefetches up to 64 MB by default; 32 MB keeps the workers fed (a tighter
-        // bound measured at half the throughput) with less memory.
-        .set("queued.max.messages.kbytes", "32768")
+        // librdkafka prefetches up to 64 MB by default (BENCHMARKS.md has the trade-off).
+        .set(
+            "queued.max.messages.kbytes",
+            config.prefetch_kbytes.to_string(),
+        )
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         .set(
             "heartbeat.interval.ms",

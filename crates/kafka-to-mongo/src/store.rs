@@ -4,17 +4,18 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use bson::{Document, doc};
+use bson::{Bson, Document, doc};
 use chrono::Utc;
 use futures::TryStreamExt as _;
 use mongodb::error::{Error as MongoError, ErrorKind};
 use mongodb::options::{ClientOptions, IndexOptions, WriteConcern};
-use mongodb::{Client, Collection, IndexModel};
+use mongodb::{Client, Collection, Database, IndexModel};
 use telemetry::{Classify, Retry, Telemetry};
 
 use crate::devices;
 
 const DUPLICATE_KEY: i32 = 11_000;
+const NAMESPACE_EXISTS: i32 = 48;
 const TTL_INDEX: &str = "ts_ttl";
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +61,8 @@ pub struct WriteStats {
 pub struct Store {
     client: Client,
     telemetry: Collection<Document>,
-    devices: Collection<Document>,
+    devices_db: Database,
+    devices_name: String,
 }
 
 impl Store {
@@ -80,7 +82,8 @@ impl Store {
         let db = client.database(database);
         Ok(Self {
             telemetry: db.collection(collection),
-            devices: db.collection(devices),
+            devices_name: devices.to_owned(),
+            devices_db: db,
             client,
         })
     }
@@ -95,7 +98,14 @@ impl Store {
     }
 
     /// Idempotent: `{deviceId: 1, ts: -1}` always; a TTL on `ts` exactly when a retention is set.
+    /// Also creates the devices collection: created implicitly inside concurrent
+    /// transactions, it makes every one but the first fail with WriteConflict.
     pub async fn ensure_indexes(&self, retention_days: Option<u32>) -> Result<(), StoreError> {
+        match self.devices_db.create_collection(&self.devices_name).await {
+            Err(e) if matches!(*e.kind, ErrorKind::Command(ref c) if c.code == NAMESPACE_EXISTS) => {
+            }
+            other => other.map_err(classify)?,
+        }
         let by_device = IndexModel::builder()
             .keys(doc! {"deviceId": 1, "ts": -1})
             .options(
@@ -136,12 +146,42 @@ impl Store {
         Ok(())
     }
 
-    /// Stores the batch exactly once: documents already present are duplicates;
-    /// the rest and their device-state changes commit in one transaction, so a
-    /// retry after any failure can neither lose nor double-count anything.
+    /// Stores the batch exactly once. Optimistic: the whole batch and its
+    /// device-state changes commit in one transaction. A duplicate key aborts that
+    /// transaction (redelivery: rare), and then the batch is written again without
+    /// the documents already present. Either way a retry after any failure can
+    /// neither lose nor double-count anything.
     pub async fn write(&self, items: &[Prepared]) -> Result<WriteStats, StoreError> {
+        let all: Vec<(usize, &Prepared)> = items.iter().enumerate().collect();
+        if all.is_empty() {
+            return Ok(WriteStats::default());
+        }
+        if !self.commit(&all).await? {
+            return Ok(WriteStats {
+                inserted: items.len(),
+                duplicates: 0,
+            });
+        }
+        let existing = self.existing_ids(items).await?;
+        let fresh: Vec<(usize, &Prepared)> = all
+            .into_iter()
+            .filter(|(_, p)| !existing.contains(&p.key))
+            .collect();
+        // A duplicate now means another writer stored it meanwhile (a rebalance): retried.
+        if !fresh.is_empty() && self.commit(&fresh).await? {
+            return Err(StoreError::Transient(
+                "duplicate key after excluding existing documents; retrying".into(),
+            ));
+        }
+        Ok(WriteStats {
+            inserted: fresh.len(),
+            duplicates: items.len() - fresh.len(),
+        })
+    }
+
+    async fn existing_ids(&self, items: &[Prepared]) -> Result<HashSet<String>, StoreError> {
         let ids: Vec<&str> = items.iter().map(|p| p.key.as_str()).collect();
-        let existing: HashSet<String> = self
+        Ok(self
             .telemetry
             .find(doc! {"_id": {"$in": &ids}})
             .projection(doc! {"_id": 1})
@@ -152,20 +192,12 @@ impl Store {
             .map_err(classify)?
             .into_iter()
             .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
-            .collect();
-        let fresh: Vec<(usize, &Prepared)> = items
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| !existing.contains(&p.key))
-            .collect();
-        let stats = WriteStats {
-            inserted: fresh.len(),
-            duplicates: items.len() - fresh.len(),
-        };
-        if fresh.is_empty() {
-            return Ok(stats);
-        }
+            .collect())
+    }
 
+    /// One transaction: insert `fresh`, apply its device deltas, commit. Returns
+    /// whether it was aborted because some document already exists.
+    async fn commit(&self, fresh: &[(usize, &Prepared)]) -> Result<bool, StoreError> {
         let mut session = self.client.start_session().await.map_err(classify)?;
         session
             .start_transaction()
@@ -173,59 +205,85 @@ impl Store {
             .await
             .map_err(classify)?;
         let result = async {
-            self.telemetry
+            let inserted = self
+                .telemetry
                 .insert_many(fresh.iter().map(|(_, p)| &p.doc))
                 .session(&mut session)
-                .await
-                .map_err(|e| classify_insert(e, &fresh))?;
-            // Two round trips per device. One client.bulk_write in the transaction is the obvious next
-            // step; its only measurement so far was confounded by a starved consumer (see BENCHMARKS.md).
-            let now = Utc::now();
-            for d in devices::deltas(fresh.iter().map(|(_, p)| (p.key.as_str(), &p.telemetry))) {
-                let (filter, update) = d.count_update(now);
-                self.devices
-                    .update_one(filter, update)
-                    .upsert(true)
-                    .session(&mut session)
-                    .await
-                    .map_err(classify)?;
-                let (filter, update) = d.state_update();
-                self.devices
-                    .update_one(filter, update)
-                    .session(&mut session)
-                    .await
-                    .map_err(classify)?;
+                .await;
+            match inserted.map_err(|e| classify_insert(e, fresh)) {
+                Err(InsertFailure::Duplicate) => return Ok(true),
+                Err(InsertFailure::Store(e)) => return Err(e),
+                Ok(_) => {}
             }
-            session.commit_transaction().await.map_err(classify)
+            // All device deltas in one `update` command: one round trip per batch
+            // instead of two per device (BENCHMARKS.md has the measurements).
+            let updates = devices::update_statements(
+                devices::deltas(fresh.iter().map(|(_, p)| (p.key.as_str(), &p.telemetry))),
+                Utc::now(),
+            );
+            let reply = self
+                .devices_db
+                .run_command(
+                    doc! {"update": &self.devices_name, "updates": updates, "ordered": true},
+                )
+                .session(&mut session)
+                .await
+                .map_err(classify)?;
+            check_write_errors(&reply)?;
+            session.commit_transaction().await.map_err(classify)?;
+            Ok(false)
         }
         .await;
-        if result.is_err() {
+        if !matches!(result, Ok(false)) {
             // Fails harmlessly when the server already aborted it.
             let _ = session.abort_transaction().await;
         }
-        result.map(|()| stats)
+        result
     }
 }
 
-/// A per-document refusal names its document (by index into `items`); a
-/// duplicate key means another writer got there first, so the batch is retried
-/// and the re-check finds it; anything else is systemic and retried.
-fn classify_insert(e: MongoError, fresh: &[(usize, &Prepared)]) -> StoreError {
+enum InsertFailure {
+    /// Only duplicate keys: the documents are already stored.
+    Duplicate,
+    Store(StoreError),
+}
+
+/// A per-document refusal names its document (by index into the batch); only
+/// duplicate keys mean "already stored"; anything else is systemic and retried.
+fn classify_insert(e: MongoError, fresh: &[(usize, &Prepared)]) -> InsertFailure {
     if let ErrorKind::InsertMany(ref many) = *e.kind
-        && let Some(bad) = many
-            .write_errors
-            .iter()
-            .flatten()
-            .find(|w| w.code != DUPLICATE_KEY)
-        && let Some((original, _)) = fresh.get(bad.index)
+        && let Some(errors) = many.write_errors.as_ref().filter(|w| !w.is_empty())
     {
-        return StoreError::Rejected {
-            index: *original,
-            code: bad.code,
-            message: bad.message.clone(),
+        return match errors.iter().find(|w| w.code != DUPLICATE_KEY) {
+            None => InsertFailure::Duplicate,
+            Some(bad) => match fresh.get(bad.index) {
+                Some((original, _)) => InsertFailure::Store(StoreError::Rejected {
+                    index: *original,
+                    code: bad.code,
+                    message: bad.message.clone(),
+                }),
+                None => InsertFailure::Store(classify(e.clone())),
+            },
         };
     }
-    classify(e)
+    if let ErrorKind::Command(ref c) = *e.kind
+        && c.code == DUPLICATE_KEY
+    {
+        return InsertFailure::Duplicate;
+    }
+    InsertFailure::Store(classify(e))
+}
+
+/// `update` reports failed statements in its reply, not as a command error.
+/// A device update is ours, not the device's: systemic, so retried (and alarmed on).
+fn check_write_errors(reply: &Document) -> Result<(), StoreError> {
+    match reply.get_array("writeErrors") {
+        Ok(errors) if !errors.is_empty() => Err(StoreError::Transient(format!(
+            "devices update refused: {}",
+            Bson::Array(errors.clone())
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Only a per-document refusal is permanent; whatever else fails will work again

@@ -1,18 +1,19 @@
 //! `bridgectl bench e2e`: latency from the SQS send to the document being visible
 //! in MongoDB (a change stream reports each insert), while the local event-source
 //! mapping (with the sqs-to-kafka handler) and the writer run, at a fixed rate.
+//! First, the floor: SQS alone (send -> receive -> delete) at the same rate, so a
+//! slow emulator is told apart from a slow pipeline.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use bson::Document;
 use clap::Parser as _;
 use futures::StreamExt as _;
 use serde_json::json;
 use testkit::{StackEnv, unique};
 
+use super::e2e_sqs::{Clock, create_queue, latencies, send_paced, sqs_floor};
 use crate::common::{parse_duration, percentile, sqs};
 use crate::esm::EsmArgs;
 
@@ -23,36 +24,33 @@ pub struct E2eBenchArgs {
     pub rate: f64,
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
+    /// Event-source mapping pollers (AWS starts an SQS mapping with 5).
+    #[arg(long, default_value_t = 5)]
+    pub pollers: u16,
+    /// Messages sent and stored before measuring (consumer-group join, first batches).
+    #[arg(long, default_value_t = 200)]
+    pub warmup: usize,
+    /// How long after the last send every document must be visible.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub settle: Duration,
 }
 
 pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
     let env = StackEnv::get();
     let client = sqs().await;
+    let floor_secs = args.duration.min(Duration::from_secs(10));
+    let floor = sqs_floor(&client, args.rate, floor_secs, args.pollers).await?;
+    println!(
+        "SQS alone (moto), {:.0} msg/s for {floor_secs:?}: send -> receive p50 {:.0} ms, p99 {:.0} ms ({} of {} received)",
+        args.rate,
+        percentile(&floor.latencies, 50.0),
+        percentile(&floor.latencies, 99.0),
+        floor.latencies.len(),
+        floor.sent
+    );
+
     let name = unique("e2e");
-    let dlq = client
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
-        .send()
-        .await?;
-    let dlq_arn = client
-        .get_queue_attributes()
-        .queue_url(dlq.queue_url().unwrap_or_default())
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap_or_default();
-    let queue = client
-        .create_queue()
-        .queue_name(&name)
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}).to_string(),
-        )
-        .send()
-        .await?;
-    let queue_url = queue.queue_url().unwrap_or_default().to_owned();
+    let queue_url = create_queue(&client, &name, 5).await?;
     let (topic, dlq_topic, database) = (
         unique("e2e-telemetry"),
         unique("e2e-dlq"),
@@ -62,7 +60,8 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
     testkit::kafka::create_topic(&dlq_topic, 1).await;
     let bootstrap = env.kafka_bootstrap();
     println!(
-        "stack: SQS on moto, Kafka on the stack's Nisshi (sqlite), MongoDB on SecantusDB; queue {name}"
+        "pipeline: SQS on moto -> local ESM ({} pollers) + sqs-to-kafka handler -> Nisshi (sqlite) -> kafka-to-mongo -> SecantusDB; queue {name}",
+        args.pollers
     );
 
     let writer_cfg = kafka_to_mongo::Config::try_parse_from([
@@ -99,7 +98,7 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
 
     let db = testkit::mongo::client().await.database(&database);
     let coll = db.collection::<Document>("telemetry");
-    let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let arrivals: Clock = Arc::default();
     let mut changes = coll.watch().await?;
     let sink = Arc::clone(&arrivals);
     let watcher = tokio::spawn(async move {
@@ -141,7 +140,7 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         function_timeout: Duration::from_secs(30),
         until_empty: false,
         max_batches: None,
-        concurrency: 8,
+        concurrency: args.pollers,
         invoke_url: None,
         function_name: "sqs-to-kafka".into(),
         json: true,
@@ -151,69 +150,75 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         let _ = esm_stopped.await;
     }));
 
-    // Sender: one SendMessageBatch of 10 every 10/rate seconds.
-    let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let total = (args.rate * args.duration.as_secs_f64()) as usize;
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(10.0 / args.rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let started = Instant::now();
-    let mut sends = tokio::task::JoinSet::new();
-    for batch_start in (0..total).step_by(10) {
-        tick.tick().await;
-        let (client, url, sent_at) = (client.clone(), queue_url.clone(), Arc::clone(&sent_at));
-        sends.spawn(async move {
-            let mut entries = Vec::with_capacity(10);
-            let mut keys = Vec::with_capacity(10);
-            for i in batch_start..(batch_start + 10).min(total) {
-                let device = format!("e2e-{:03}", i % 100);
-                let body = json!({"deviceId": device, "seq": i, "ts": chrono::Utc::now().timestamp_millis(), "readings": {"v": i},
-                    "mqtt_topic": format!("devices/{device}/telemetry"), "client_id": device, "received_at": chrono::Utc::now().timestamp_millis()});
-                keys.push(format!("{device}#seq:{i}"));
-                entries.push(SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body.to_string()).build()?);
-            }
-            let now = Instant::now();
-            sent_at.lock().unwrap_or_else(|e| e.into_inner()).extend(keys.into_iter().map(|k| (k, now)));
-            client.send_message_batch().queue_url(url).set_entries(Some(entries)).send().await?;
-            anyhow::Ok(())
-        });
-    }
-    while let Some(r) = sends.join_next().await {
-        r??;
-    }
-    let send_secs = started.elapsed().as_secs_f64();
-    testkit::wait_for(
-        &format!("all {total} documents"),
-        Duration::from_secs(180),
-        || async {
-            (arrivals.lock().unwrap_or_else(|e| e.into_inner()).len() >= total).then_some(())
-        },
-    )
+    let body = |i: usize| {
+        let device = format!("e2e-{:03}", i % 100);
+        let now = chrono::Utc::now().timestamp_millis();
+        let body = json!({"deviceId": device, "seq": i, "ts": now, "readings": {"v": i},
+            "mqtt_topic": format!("devices/{device}/telemetry"), "client_id": device, "received_at": now});
+        (format!("{device}#seq:{i}"), body.to_string())
+    };
+    let count = |c: &Clock| c.lock().unwrap_or_else(|e| e.into_inner()).len();
+
+    // Warm-up, not measured: the group join and the first batches.
+    let warm: Clock = Arc::default();
+    send_paced(&client, &queue_url, 0..args.warmup, args.rate, &warm, body).await?;
+    testkit::wait_for("the warm-up documents", args.settle, || async {
+        (count(&arrivals) >= args.warmup).then_some(())
+    })
     .await;
 
+    let total = (args.rate * args.duration.as_secs_f64()) as usize;
+    let sent_at: Clock = Arc::default();
+    let progress = {
+        let (sent_at, arrivals) = (Arc::clone(&sent_at), Arc::clone(&arrivals));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                println!(
+                    "  {:>4.0}s: sent {} of {total}, stored {}",
+                    started.elapsed().as_secs_f64(),
+                    count(&sent_at),
+                    count(&arrivals).saturating_sub(args.warmup)
+                );
+            }
+        })
+    };
+    let range = args.warmup..args.warmup + total;
+    let send_secs = send_paced(&client, &queue_url, range, args.rate, &sent_at, body).await?;
+    let settle_started = Instant::now();
+    while count(&arrivals) < args.warmup + total && settle_started.elapsed() < args.settle {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    progress.abort();
     let _ = stop_esm.send(());
     let _ = stop_writer.send(());
     let _ = esm.await;
     let _ = writer.await;
     watcher.abort();
-    let sent = sent_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let arrived = arrivals.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut lat: Vec<f64> = sent
-        .iter()
-        .filter_map(|(k, s)| Some((*arrived.get(k)? - *s).as_secs_f64() * 1_000.0))
-        .collect();
-    lat.sort_by(f64::total_cmp);
+
+    let lat = latencies(&sent_at, &arrivals);
     let achieved = total as f64 / send_secs;
     println!(
-        "{total} messages sent at {achieved:.0}/s over {send_secs:.1}s; latency SQS send -> document visible: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "{total} messages sent at {achieved:.0}/s over {send_secs:.1}s; {} stored; SQS send -> document visible: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        lat.len(),
         percentile(&lat, 50.0),
         percentile(&lat, 99.0),
         lat.last().copied().unwrap_or(f64::NAN)
     );
     db.drop().await?;
+    let _ = client.delete_queue().queue_url(&queue_url).send().await;
+    anyhow::ensure!(
+        lat.len() == total,
+        "only {} of {total} documents were visible {:?} after the last send: the pipeline did not keep up (see the progress lines)",
+        lat.len(),
+        args.settle
+    );
     println!(
-        "RESULT e2e_p50_ms={:.0} e2e_p99_ms={:.0} rate={achieved:.0}",
+        "RESULT e2e_p50_ms={:.0} e2e_p99_ms={:.0} rate={achieved:.0} sqs_floor_p99_ms={:.0}",
         percentile(&lat, 50.0),
-        percentile(&lat, 99.0)
+        percentile(&lat, 99.0),
+        percentile(&floor.latencies, 99.0)
     );
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! ends with one `RESULT key=value ...` line.
 
 pub mod e2e;
+mod e2e_sqs;
 pub mod lambda;
 pub mod writer;
 
