@@ -369,7 +369,7 @@ pub fn to_event_record(m: &aws_sdk_sqs::types::Message, arn: &str, region: &str)
     r
 }
 
-async fn delete(
+pub(crate) async fn delete(
     client: &aws_sdk_sqs::Client,
     queue: &str,
     done: &[(&String, &String)],

@@ -6,9 +6,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, QueueAttributeName, SendMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use serde_json::json;
 use testkit::unique;
 
@@ -142,28 +140,17 @@ pub async fn sqs_floor(
                     .await
                     .map_err(crate::common::aws_err("ReceiveMessage"))?;
                 let now = Instant::now();
-                let mut entries = Vec::new();
-                for (i, m) in got.messages().iter().enumerate() {
+                let mut handles = Vec::new();
+                for m in got.messages() {
+                    let body = m.body().unwrap_or_default().to_owned();
                     arrivals
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(m.body().unwrap_or_default().to_owned(), now);
-                    entries.push(
-                        DeleteMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(m.receipt_handle().unwrap_or_default())
-                            .build()?,
-                    );
+                        .insert(body.clone(), now);
+                    handles.push((body, m.receipt_handle().unwrap_or_default().to_owned()));
                 }
-                if !entries.is_empty() {
-                    client
-                        .delete_message_batch()
-                        .queue_url(&url)
-                        .set_entries(Some(entries))
-                        .send()
-                        .await
-                        .map_err(crate::common::aws_err("DeleteMessageBatch"))?;
-                }
+                let done: Vec<(&String, &String)> = handles.iter().map(|(b, h)| (b, h)).collect();
+                crate::esm::delete(&client, &url, &done).await?;
             }
             anyhow::Ok(())
         });
