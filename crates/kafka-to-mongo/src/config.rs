@@ -50,8 +50,10 @@ pub struct Config {
     /// How long a partition waits to fill a batch once its first message is there.
     #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 20)]
     pub batch_linger_ms: u64,
-    /// Kafka prefetch bound (librdkafka queued.max.messages.kbytes): memory against throughput.
-    #[arg(long, env = "KAFKA_PREFETCH_KBYTES", default_value_t = 16_384)]
+    /// Kafka prefetch bound per assigned partition (librdkafka queued.max.messages.kbytes):
+    /// memory against throughput. It is also the back-pressure: a partition whose worker
+    /// is behind (or retrying) is not fetched beyond it.
+    #[arg(long, env = "KAFKA_PREFETCH_KBYTES", default_value_t = 512)]
     pub prefetch_kbytes: u32,
     /// Longest wait between retries of a failing write (exponential backoff with jitter, no total cap).
     #[arg(long, env = "RETRY_MAX_BACKOFF_MS", default_value_t = 30_000)]

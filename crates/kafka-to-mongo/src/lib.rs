@@ -22,14 +22,15 @@ use bridge_common::broker_context::BrokerContext;
 use bridge_common::kafka::KafkaConfigError;
 use bridge_common::secret::{SecretError, fetch_secret_string};
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use telemetry::{Classify, Retry};
 
 pub use config::Config;
 use health::Health;
 use metrics::Metrics;
-use partitions::{Partitions, WorkerDied, WriterContext};
+use partitions::{Partitions, Unsplit, WriterConsumer, WriterContext};
 use store::{Store, StoreError};
 use worker::Deps;
 
@@ -55,7 +56,7 @@ pub enum WriterError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    WorkerDied(#[from] WorkerDied),
+    Unsplit(#[from] Unsplit),
 }
 
 impl Classify for WriterError {
@@ -64,7 +65,7 @@ impl Classify for WriterError {
             WriterError::Secret(e) => e.retry(),
             WriterError::Store(e) => e.retry(),
             WriterError::Kafka(e) => e.retry(),
-            WriterError::Client(_) | WriterError::Health { .. } | WriterError::WorkerDied(_) => {
+            WriterError::Client(_) | WriterError::Health { .. } | WriterError::Unsplit(_) => {
                 Retry::Transient
             }
             WriterError::MongoUri | WriterError::MongoInsecure => Retry::Permanent,
@@ -126,10 +127,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let context = WriterContext {
         errors: BrokerContext::default(),
         partitions: std::sync::OnceLock::new(),
+        consumer: std::sync::OnceLock::new(),
     };
     let _ = context.partitions.set(Arc::clone(&partitions));
-    let consumer: Arc<StreamConsumer<WriterContext>> =
+    let consumer: Arc<WriterConsumer> =
         Arc::new(consumer_config(&config, kafka.client_config()).create_with_context(context)?);
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     consumer.subscribe(&[config.topic.as_str()])?;
     tokio::spawn(metrics_loop(
         Arc::clone(&config),
@@ -143,14 +146,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     health.set_stopping();
     tracing::info!("stopping: finishing in-flight batches");
     partitions.release(None, &*consumer);
-    consumer.unsubscribe();
-    drop(consumer); // closes the consumer: leaves the group now, not after the session timeout
+    consumer.unsubscribe(); // leaves the group now, not after the session timeout
+    drop(consumer);
     tracing::info!(totals = ?metrics.totals(), "stopped");
     result
 }
 
 async fn consume(
-    consumer: &StreamConsumer<WriterContext>,
+    consumer: &WriterConsumer,
     partitions: &Partitions,
     health: &Health,
     shutdown: impl Future<Output = ()>,
@@ -163,11 +166,12 @@ async fn consume(
             () = &mut shutdown => return Ok(()),
             _ = tick.tick() => {
                 health.tick();
-                partitions.flush_overflow(consumer);
                 partitions.commit_durable(consumer, CommitMode::Async);
             }
+            // Messages come through the partition queues; this serves the events
+            // (rebalances, errors) that librdkafka delivers on the main queue.
             m = consumer.recv() => match m {
-                Ok(m) => partitions.dispatch(m.detach(), consumer)?,
+                Ok(m) => return Err(Unsplit(m.partition()).into()),
                 Err(e) => tracing::warn!(error = %e, "consumer error (librdkafka retries by itself)"),
             },
         }
@@ -180,11 +184,14 @@ fn consumer_config(config: &Config, mut c: ClientConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        // librdkafka prefetches up to 64 MB by default (BENCHMARKS.md has the trade-off).
+        // Per partition, since each has its own queue (BENCHMARKS.md has the trade-off).
         .set(
             "queued.max.messages.kbytes",
             config.prefetch_kbytes.to_string(),
         )
+        // A partition whose queue is full is fetched again after this; librdkafka's
+        // 1 s default idles a worker that has just caught up.
+        .set("fetch.queue.backoff.ms", "20")
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         .set(
             "heartbeat.interval.ms",
@@ -227,11 +234,7 @@ fn check_mongo_transport(uri: &str, local_mode: bool) -> Result<(), WriterError>
 }
 
 /// Every interval: the counters, and ConsumerLag (high watermark - committed) per assigned partition.
-async fn metrics_loop(
-    config: Arc<Config>,
-    consumer: Arc<StreamConsumer<WriterContext>>,
-    metrics: Arc<Metrics>,
-) {
+async fn metrics_loop(config: Arc<Config>, consumer: Arc<WriterConsumer>, metrics: Arc<Metrics>) {
     let mut previous = metrics.totals();
     let mut tick = tokio::time::interval(Duration::from_secs(config.metrics_interval_s.max(1)));
     tick.tick().await;
@@ -251,7 +254,7 @@ async fn metrics_loop(
     }
 }
 
-fn consumer_lag(consumer: &StreamConsumer<WriterContext>) -> Vec<(i32, i64)> {
+fn consumer_lag(consumer: &WriterConsumer) -> Vec<(i32, i64)> {
     let timeout = Duration::from_secs(5);
     let Ok(committed) = consumer
         .assignment()

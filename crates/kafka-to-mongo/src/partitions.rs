@@ -1,30 +1,30 @@
-//! The assigned partitions and their workers. The consumer loop hands each message
-//! to its partition's worker; a worker that falls behind (a retry, say) gets its
-//! partition paused, so the loop keeps polling and the other partitions go on.
+//! The assigned partitions and their workers. Each assigned partition gets its own
+//! librdkafka queue (split from the consumer's) and a worker that reads it, so a
+//! worker that falls behind (a retry, say) simply stops reading: librdkafka stops
+//! fetching that partition once its prefetch bound is reached, and the other
+//! partitions go on. There is no buffer of ours in between.
 //! On revocation or shutdown, workers finish their in-flight batch (within the
 //! grace period) and their durable offsets are committed before the partitions go.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
-use rdkafka::message::OwnedMessage;
-use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::stop::StopSignal;
 use crate::worker::{Deps, Worker};
 
-/// Messages buffered per partition between the loop and the worker.
-const CHANNEL_CAPACITY: usize = 2_048;
+pub type WriterConsumer = StreamConsumer<WriterContext>;
+pub type PartitionQueue = StreamPartitionQueue<WriterContext>;
 
 struct Slot {
-    tx: mpsc::Sender<OwnedMessage>,
-    overflow: VecDeque<OwnedMessage>,
-    paused: bool,
     stop: Arc<StopSignal>,
     durable: Arc<AtomicI64>,
     committed: i64,
@@ -39,9 +39,12 @@ pub struct Partitions {
     slots: Mutex<HashMap<i32, Slot>>,
 }
 
+/// A message of an assigned partition reached the consumer's main queue, so its
+/// partition queue was not split in time. Nothing of it is committed; the writer
+/// stops and the message is redelivered after a restart.
 #[derive(Debug, thiserror::Error)]
-#[error("the worker of partition {0} ended unexpectedly")]
-pub struct WorkerDied(pub i32);
+#[error("a message of partition {0} arrived outside its partition queue")]
+pub struct Unsplit(pub i32);
 
 impl Partitions {
     pub fn new(
@@ -63,14 +66,36 @@ impl Partitions {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn spawn(&self, partition: i32) -> Slot {
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    /// Splits each partition's queue off the consumer and starts its worker. Runs
+    /// before librdkafka assigns the partitions, so no message of theirs can
+    /// reach the main queue first.
+    fn assign(&self, partitions: &[i32], consumer: &Arc<WriterConsumer>) {
+        let stale: Vec<i32> = {
+            let slots = self.lock();
+            partitions
+                .iter()
+                .copied()
+                .filter(|p| slots.contains_key(p))
+                .collect()
+        };
+        self.release(Some(&stale), &**consumer);
+        for &partition in partitions {
+            let Some(queue) = consumer.split_partition_queue(&self.topic, partition) else {
+                tracing::error!(partition, "cannot split the partition's queue");
+                continue;
+            };
+            let slot = self.spawn(partition, queue);
+            self.lock().insert(partition, slot);
+        }
+    }
+
+    fn spawn(&self, partition: i32, queue: PartitionQueue) -> Slot {
         let (done_tx, done) = std::sync::mpsc::sync_channel(0);
         let stop = Arc::new(StopSignal::default());
         let durable = Arc::new(AtomicI64::new(-1));
         let worker = Worker {
             partition,
-            rx,
+            queue,
             stop: Arc::clone(&stop),
             durable: Arc::clone(&durable),
             deps: Arc::clone(&self.deps),
@@ -79,69 +104,10 @@ impl Partitions {
         self.runtime.spawn(worker.run());
         tracing::info!(partition, "partition worker started");
         Slot {
-            tx,
-            overflow: VecDeque::new(),
-            paused: false,
             stop,
             durable,
             committed: -1,
             done,
-        }
-    }
-
-    fn tpl(&self, partition: i32) -> TopicPartitionList {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.topic, partition);
-        tpl
-    }
-
-    /// Hands a message to its partition's worker, pausing the partition when the worker is behind.
-    pub fn dispatch<C: ConsumerContext>(
-        &self,
-        m: OwnedMessage,
-        consumer: &impl Consumer<C>,
-    ) -> Result<(), WorkerDied> {
-        let partition = m.partition();
-        let mut slots = self.lock();
-        let slot = slots
-            .entry(partition)
-            .or_insert_with(|| self.spawn(partition));
-        if slot.paused || !slot.overflow.is_empty() {
-            slot.overflow.push_back(m);
-            return Ok(());
-        }
-        match slot.tx.try_send(m) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(m)) => {
-                slot.overflow.push_back(m);
-                slot.paused = true;
-                if let Err(e) = consumer.pause(&self.tpl(partition)) {
-                    tracing::warn!(partition, error = %e, "pause failed");
-                }
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(WorkerDied(partition)),
-        }
-    }
-
-    /// Moves held messages to workers that caught up, and resumes their partitions.
-    pub fn flush_overflow<C: ConsumerContext>(&self, consumer: &impl Consumer<C>) {
-        for (partition, slot) in self.lock().iter_mut().filter(|(_, s)| s.paused) {
-            while let Some(m) = slot.overflow.pop_front() {
-                if let Err(
-                    mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m),
-                ) = slot.tx.try_send(m)
-                {
-                    slot.overflow.push_front(m);
-                    break;
-                }
-            }
-            if slot.overflow.is_empty() {
-                slot.paused = false;
-                if let Err(e) = consumer.resume(&self.tpl(*partition)) {
-                    tracing::warn!(partition, error = %e, "resume failed");
-                }
-            }
         }
     }
 
@@ -237,11 +203,14 @@ fn block<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// The consumer's context: client errors are remembered, and a revocation
-/// releases the partitions' workers before librdkafka takes the partitions away.
+/// The consumer's context: client errors are remembered; an assignment splits the
+/// partitions' queues and starts their workers; a revocation releases the workers
+/// before librdkafka takes the partitions away.
 pub struct WriterContext {
     pub errors: bridge_common::broker_context::BrokerContext,
-    pub partitions: std::sync::OnceLock<Arc<Partitions>>,
+    pub partitions: OnceLock<Arc<Partitions>>,
+    /// Weak: the consumer owns this context.
+    pub consumer: OnceLock<Weak<WriterConsumer>>,
 }
 
 impl ClientContext for WriterContext {
@@ -252,17 +221,24 @@ impl ClientContext for WriterContext {
 
 impl ConsumerContext for WriterContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let (Rebalance::Revoke(tpl), Some(partitions)) = (rebalance, self.partitions.get()) {
-            let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            tracing::info!(?revoked, "partitions revoked");
-            partitions.release(Some(&revoked), consumer);
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let assigned: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            tracing::info!(?assigned, "partitions assigned");
+        let Some(partitions) = self.partitions.get() else {
+            return;
+        };
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?revoked, "partitions revoked");
+                partitions.release(Some(&revoked), consumer);
+            }
+            Rebalance::Assign(tpl) => {
+                let assigned: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?assigned, "partitions assigned");
+                match self.consumer.get().and_then(Weak::upgrade) {
+                    Some(stream) => partitions.assign(&assigned, &stream),
+                    None => tracing::error!("partitions assigned while the consumer is closing"),
+                }
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
     }
 }

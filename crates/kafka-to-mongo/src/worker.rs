@@ -1,7 +1,8 @@
 //! One worker per assigned partition: batches its messages in offset order,
 //! validates them, dead-letters the invalid, stores the valid exactly once, and
 //! only then publishes the next offset as durable. Transient failures are retried
-//! with backoff for as long as it takes; the partition is paused meanwhile.
+//! with backoff for as long as it takes; meanwhile the worker does not read its
+//! queue, so librdkafka stops fetching the partition at its prefetch bound.
 
 use std::collections::HashSet;
 use std::fmt::Display;
@@ -17,11 +18,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use telemetry::dead_letter::{self, SourceRecord};
 use telemetry::document::to_document;
 use telemetry::{Classify, Rejection, Retry, Unparseable};
-use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::partitions::PartitionQueue;
 use crate::stop::StopSignal;
 use crate::store::{Prepared, Store, StoreError};
 
@@ -55,7 +56,7 @@ impl Classify for DlqError {
 
 pub struct Worker {
     pub partition: i32,
-    pub rx: mpsc::Receiver<OwnedMessage>,
+    pub queue: PartitionQueue,
     pub stop: Arc<StopSignal>,
     /// The next offset to commit: every message below it is durable.
     pub durable: Arc<AtomicI64>,
@@ -65,7 +66,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub async fn run(mut self) {
+    pub async fn run(self) {
         while let Some(batch) = self.next_batch().await {
             let Some(last) = batch.last().map(|m| m.offset()) else {
                 continue;
@@ -86,21 +87,32 @@ impl Worker {
     }
 
     /// Up to `batch_size` messages, waiting at most `linger` after the first. None when stopping.
-    async fn next_batch(&mut self) -> Option<Vec<OwnedMessage>> {
-        let first = tokio::select! {
-            m = self.rx.recv() => m?,
-            () = self.stop.wait() => return None,
+    async fn next_batch(&self) -> Option<Vec<OwnedMessage>> {
+        let first = loop {
+            tokio::select! {
+                m = self.queue.recv() => match m {
+                    Ok(m) => break m.detach(),
+                    Err(e) => self.fetch_error(&e),
+                },
+                () = self.stop.wait() => return None,
+            }
         };
         let (size, linger) = (self.deps.config.batch_size, self.deps.config.linger());
         let until = tokio::time::Instant::now() + linger;
         let mut batch = vec![first];
         while batch.len() < size {
-            match tokio::time::timeout_at(until, self.rx.recv()).await {
-                Ok(Some(m)) => batch.push(m),
-                Ok(None) | Err(_) => break,
+            match tokio::time::timeout_at(until, self.queue.recv()).await {
+                Ok(Ok(m)) => batch.push(m.detach()),
+                Ok(Err(e)) => self.fetch_error(&e),
+                Err(_) => break,
             }
         }
         (!self.stop.is_stopped()).then_some(batch)
+    }
+
+    /// librdkafka reports fetch problems here and retries them by itself.
+    fn fetch_error(&self, e: &rdkafka::error::KafkaError) {
+        tracing::warn!(partition = self.partition, error = %e, "fetch error (librdkafka retries by itself)");
     }
 
     async fn process(&self, batch: &[OwnedMessage]) -> Result<(), Abandoned> {
@@ -224,7 +236,7 @@ impl Worker {
                 Err(e) if e.is_retryable() => {
                     Metrics::add(&self.deps.metrics.write_retries, 1);
                     self.deps.health.set_store_ok(false);
-                    tracing::warn!(partition = self.partition, what, error = %e, "transient failure; partition paused, retrying");
+                    tracing::warn!(partition = self.partition, what, error = %e, "transient failure; partition held, retrying");
                     if self.stop.is_stopped() {
                         return Err(Abandoned);
                     }

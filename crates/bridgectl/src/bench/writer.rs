@@ -76,6 +76,14 @@ async fn raw_insert(docs: &[Document], indexed: bool) -> anyhow::Result<Duration
     Ok(took)
 }
 
+/// Writer settings that change its speed or memory (README's configuration table).
+const PASSED_THROUGH: &[&str] = &[
+    "BATCH_SIZE",
+    "BATCH_LINGER_MS",
+    "KAFKA_PREFETCH_KBYTES",
+    "MALLOC_ARENA_MAX",
+];
+
 struct WriterRun {
     child: Child,
     db: mongodb::Database,
@@ -89,8 +97,16 @@ fn start_writer(
     database: &str,
 ) -> anyhow::Result<(Child, u16)> {
     let health = free_port();
-    let child = Command::new(bin)
-        .env_clear()
+    let mut command = Command::new(bin);
+    command.env_clear();
+    // The writer's tuning knobs reach it from this process's environment, so that
+    // `KAFKA_PREFETCH_KBYTES=1024 make bench-writer` measures that setting.
+    for name in PASSED_THROUGH {
+        if let Ok(value) = std::env::var(name) {
+            command.env(name, value);
+        }
+    }
+    let child = command
         .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
         .env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
         .env("BRIDGE_LOCAL_MODE", "1")
