@@ -1,7 +1,7 @@
 //! The writer: Kafka telemetry topic -> MongoDB, exactly once per message.
 //!
 //! - [`config`]: flags with environment fallback.
-//! - [`partitions`]: the consumer loop's side: one ordered worker per partition, pause, commit, rebalance.
+//! - [`partitions`]: one ordered worker per partition, on its own librdkafka queue; commit, rebalance.
 //! - [`worker`]: batch, validate, dead-letter, store, mark durable.
 //! - [`store`]: MongoDB transactions; [`devices`]: per-device state.
 //! - [`health`], [`metrics`]: /healthz, /readyz and CloudWatch EMF.
