@@ -309,7 +309,8 @@ async fn receive_batch(
 ) -> anyhow::Result<Vec<SqsMessage>> {
     let want = usize::from(args.batch_size);
     let window_ends = Instant::now() + args.batching_window;
-    let mut out = Vec::new();
+    let mut out: Vec<SqsMessage> = Vec::new();
+    let mut seen: HashMap<Option<String>, usize> = HashMap::new();
     loop {
         let wait = if out.is_empty() {
             args.wait_time
@@ -333,11 +334,18 @@ async fn receive_batch(
                 "ReceiveMessage on {queue}"
             )))?;
         let n = got.messages().len();
-        out.extend(
-            got.messages()
-                .iter()
-                .map(|m| to_event_record(m, arn, region)),
-        );
+        for m in got.messages() {
+            let record = to_event_record(m, arn, region);
+            // A record whose visibility ran out while the window was open comes back:
+            // it stays in the batch once, with its newest receipt handle (the one that deletes).
+            match seen.get(&record.message_id) {
+                Some(&at) => out[at] = record,
+                None => {
+                    seen.insert(record.message_id.clone(), out.len());
+                    out.push(record);
+                }
+            }
+        }
         if out.len() >= want
             || Instant::now() >= window_ends
             || (n == 0 && !out.is_empty())

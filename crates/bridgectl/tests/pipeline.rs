@@ -317,13 +317,12 @@ async fn with_the_broker_down_messages_reach_the_sqs_dlq_and_a_redrive_stores_th
     assert_eq!(p.sqs_depth("SQS_DLQ_URL").await, (0, 0));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_esm_deletes_only_the_successes() {
+/// A Lambda Invoke endpoint whose function reports one transient failure: the
+/// record whose body is "fail-me". Returns its URL and the batch sizes it saw.
+async fn fake_function() -> (String, Arc<Mutex<Vec<usize>>>) {
     use axum::{Json, Router, routing::post};
-    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
     let seen: Arc<Mutex<Vec<usize>>> = Arc::default();
     let seen_in = Arc::clone(&seen);
-    // A function that reports one transient failure: the record whose body is "fail-me".
     let app = Router::new().route(
         "/2015-03-31/functions/sqs-to-kafka/invocations",
         post(move |Json(event): Json<Value>| {
@@ -343,6 +342,55 @@ async fn the_esm_deletes_only_the_successes() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_received_again_within_the_batching_window_is_in_the_batch_once() {
+    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let (url, seen) = fake_function().await;
+    let client = sqs::client().await;
+    for body in ["ok-1", "ok-2", "ok-3"] {
+        client
+            .send_message()
+            .queue_url(p.var("SQS_QUEUE_URL"))
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    // Visibility 0: every receive in the 2 s window returns the same three records again.
+    let args = [
+        "esm",
+        "--invoke-url",
+        &url,
+        "--max-batches",
+        "1",
+        "--concurrency",
+        "1",
+        "--batch-size",
+        "10",
+        "--batching-window",
+        "2s",
+        "--visibility-timeout",
+        "0",
+        "--wait-time",
+        "1",
+        "--json",
+    ];
+    let out: Value = serde_json::from_str(p.bridgectl(&args, &[]).trim()).unwrap();
+    assert_eq!(out["received"].as_u64(), Some(3), "{out}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![3],
+        "each record once in the batch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_esm_deletes_only_the_successes() {
+    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let (url, seen) = fake_function().await;
 
     let client = sqs::client().await;
     for body in ["ok-1", "fail-me", "ok-2"] {
