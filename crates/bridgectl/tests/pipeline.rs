@@ -462,7 +462,10 @@ async fn the_esm_deletes_only_the_successes() {
     assert_eq!(again.body(), Some("fail-me"));
     let count = &again.attributes().unwrap()
         [&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount];
-    assert_eq!(count, "2", "its receive count went up");
+    // At least 2: under load the ESM's window can outlast the 2 s visibility, and
+    // receiving the record again (it is kept once in the batch) also counts.
+    let count: u32 = count.parse().unwrap();
+    assert!(count >= 2, "its receive count went up: {count}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
