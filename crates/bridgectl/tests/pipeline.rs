@@ -345,25 +345,29 @@ async fn fake_function() -> (String, Arc<Mutex<Vec<usize>>>) {
     (url, seen)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_record_received_again_within_the_batching_window_is_in_the_batch_once() {
-    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
-    let (url, seen) = fake_function().await;
+/// Sends `bodies` to the queue, then runs `bridgectl esm` for exactly one batch
+/// against the function at `url`; returns its JSON summary.
+async fn esm_one_batch(
+    p: &Pipeline,
+    url: &str,
+    bodies: &[&str],
+    window: &str,
+    visibility: &str,
+) -> Value {
     let client = sqs::client().await;
-    for body in ["ok-1", "ok-2", "ok-3"] {
+    for body in bodies {
         client
             .send_message()
             .queue_url(p.var("SQS_QUEUE_URL"))
-            .message_body(body)
+            .message_body(*body)
             .send()
             .await
             .unwrap();
     }
-    // Visibility 0: every receive in the 2 s window returns the same three records again.
     let args = [
         "esm",
         "--invoke-url",
-        &url,
+        url,
         "--max-batches",
         "1",
         "--concurrency",
@@ -371,14 +375,22 @@ async fn a_record_received_again_within_the_batching_window_is_in_the_batch_once
         "--batch-size",
         "10",
         "--batching-window",
-        "2s",
+        window,
         "--visibility-timeout",
-        "0",
+        visibility,
         "--wait-time",
         "1",
         "--json",
     ];
-    let out: Value = serde_json::from_str(p.bridgectl(&args, &[]).trim()).unwrap();
+    serde_json::from_str(p.bridgectl(&args, &[]).trim()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_received_again_within_the_batching_window_is_in_the_batch_once() {
+    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let (url, seen) = fake_function().await;
+    // Visibility 0: every receive in the 2 s window returns the same three records again.
+    let out = esm_one_batch(&p, &url, &["ok-1", "ok-2", "ok-3"], "2s", "0").await;
     assert_eq!(out["received"].as_u64(), Some(3), "{out}");
     assert_eq!(
         *seen.lock().unwrap(),
@@ -391,36 +403,8 @@ async fn a_record_received_again_within_the_batching_window_is_in_the_batch_once
 async fn the_esm_deletes_only_the_successes() {
     let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
     let (url, seen) = fake_function().await;
-
     let client = sqs::client().await;
-    for body in ["ok-1", "fail-me", "ok-2"] {
-        client
-            .send_message()
-            .queue_url(p.var("SQS_QUEUE_URL"))
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
-    }
-    let args = [
-        "esm",
-        "--invoke-url",
-        &url,
-        "--max-batches",
-        "1",
-        "--concurrency",
-        "1",
-        "--batch-size",
-        "10",
-        "--batching-window",
-        "1s",
-        "--visibility-timeout",
-        "2",
-        "--wait-time",
-        "1",
-        "--json",
-    ];
-    let out: Value = serde_json::from_str(p.bridgectl(&args, &[]).trim()).unwrap();
+    let out = esm_one_batch(&p, &url, &["ok-1", "fail-me", "ok-2"], "1s", "2").await;
     assert_eq!(
         (
             out["received"].as_u64(),
