@@ -6,10 +6,12 @@
 
 use std::collections::HashMap;
 
-use bson::{Bson, Document, doc};
+use bson::raw::{RawArrayBuf, RawBson, RawDocumentBuf};
+use bson::rawdoc;
 use chrono::{DateTime, Utc};
-use telemetry::Telemetry;
-use telemetry::document::{map_to_document, seq_to_bson};
+use telemetry::document::field;
+
+use crate::store::Prepared;
 
 /// What one batch's new documents change for one device.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,37 +22,42 @@ pub struct DeviceDelta {
     pub newest_ts: DateTime<Utc>,
     pub newest_seq: Option<u64>,
     pub newest_key: String,
-    pub newest_readings: Document,
+    /// The newest document's `readings` (null only if a document lacked them).
+    pub newest_readings: RawBson,
 }
 
 fn order(ts: DateTime<Utc>, seq: Option<u64>) -> (DateTime<Utc>, i128) {
     (ts, seq.map_or(-1, i128::from))
 }
 
+fn readings(p: &Prepared) -> RawBson {
+    p.doc
+        .get_document(field::READINGS)
+        .map_or(RawBson::Null, |r| RawBson::Document(r.to_owned()))
+}
+
 /// Folds the batch's inserted messages into one delta per device.
-pub fn deltas<'a>(
-    inserted: impl IntoIterator<Item = (&'a str, &'a Telemetry)>,
-) -> Vec<DeviceDelta> {
+pub fn deltas<'a>(inserted: impl IntoIterator<Item = &'a Prepared>) -> Vec<DeviceDelta> {
     let mut by_device: HashMap<&str, DeviceDelta> = HashMap::new();
-    for (key, t) in inserted {
+    for p in inserted {
         let d = by_device
-            .entry(&t.device_id)
+            .entry(&p.device_id)
             .or_insert_with(|| DeviceDelta {
-                device_id: t.device_id.clone(),
+                device_id: p.device_id.clone(),
                 inserted: 0,
-                oldest_ts: t.ts,
-                newest_ts: t.ts,
-                newest_seq: t.seq,
-                newest_key: key.to_owned(),
-                newest_readings: map_to_document(&t.readings),
+                oldest_ts: p.ts,
+                newest_ts: p.ts,
+                newest_seq: p.seq,
+                newest_key: p.key.clone(),
+                newest_readings: readings(p),
             });
         d.inserted += 1;
-        d.oldest_ts = d.oldest_ts.min(t.ts);
-        if order(t.ts, t.seq) > order(d.newest_ts, d.newest_seq) {
-            d.newest_ts = t.ts;
-            d.newest_seq = t.seq;
-            d.newest_key = key.to_owned();
-            d.newest_readings = map_to_document(&t.readings);
+        d.oldest_ts = d.oldest_ts.min(p.ts);
+        if order(p.ts, p.seq) > order(d.newest_ts, d.newest_seq) {
+            d.newest_ts = p.ts;
+            d.newest_seq = p.seq;
+            d.newest_key.clone_from(&p.key);
+            d.newest_readings = readings(p);
         }
     }
     let mut out: Vec<_> = by_device.into_values().collect();
@@ -58,12 +65,20 @@ pub fn deltas<'a>(
     out
 }
 
+/// BSON has no unsigned 64-bit integer (the same mapping as the telemetry documents).
+fn seq_to_raw(seq: u64) -> RawBson {
+    match telemetry::document::seq_to_bson(seq) {
+        bson::Bson::Int64(i) => RawBson::Int64(i),
+        _ => RawBson::String(seq.to_string()),
+    }
+}
+
 impl DeviceDelta {
     /// Upsert: count and first-seen, which commute and so cannot go wrong out of order.
-    pub fn count_update(&self, now: DateTime<Utc>) -> (Document, Document) {
+    pub fn count_update(&self, now: DateTime<Utc>) -> (RawDocumentBuf, RawDocumentBuf) {
         (
-            doc! {"_id": &self.device_id},
-            doc! {
+            rawdoc! {"_id": self.device_id.as_str()},
+            rawdoc! {
                 "$inc": {"count": self.inserted},
                 "$min": {"firstSeen": bson::DateTime::from_chrono(self.oldest_ts)},
                 "$set": {"updatedAt": bson::DateTime::from_chrono(now)},
@@ -72,70 +87,70 @@ impl DeviceDelta {
     }
 
     /// Conditional: matches only while the stored state is older than this batch's newest.
-    pub fn state_update(&self) -> (Document, Document) {
+    pub fn state_update(&self) -> (RawDocumentBuf, RawDocumentBuf) {
         let ts = bson::DateTime::from_chrono(self.newest_ts);
-        let mut older = vec![
-            Bson::Document(doc! {"lastTs": {"$exists": false}}),
-            Bson::Document(doc! {"lastTs": {"$lt": ts}}),
-        ];
+        let mut older = RawArrayBuf::new();
+        older.push(rawdoc! {"lastTs": {"$exists": false}});
+        older.push(rawdoc! {"lastTs": {"$lt": ts}});
         if let Some(seq) = self.newest_seq {
-            older.push(Bson::Document(
-                doc! {"lastTs": ts, "lastSeq": {"$lt": seq_to_bson(seq)}},
-            ));
+            older.push(rawdoc! {"lastTs": ts, "lastSeq": {"$lt": seq_to_raw(seq)}});
         }
-        let mut set = doc! {"lastTs": ts, "lastKey": &self.newest_key, "lastReadings": self.newest_readings.clone()};
-        match self.newest_seq {
-            Some(seq) => set.insert("lastSeq", seq_to_bson(seq)),
-            None => set.insert("lastSeq", Bson::Null),
-        };
+        let seq = self.newest_seq.map_or(RawBson::Null, seq_to_raw);
         (
-            doc! {"_id": &self.device_id, "$or": older},
-            doc! {"$set": set},
+            rawdoc! {"_id": self.device_id.as_str(), "$or": older},
+            rawdoc! {"$set": {
+                "lastTs": ts,
+                "lastKey": self.newest_key.as_str(),
+                "lastReadings": self.newest_readings.clone(),
+                "lastSeq": seq,
+            }},
         )
     }
 }
 
 /// The `updates` array of one ordered `update` command: per device, the counting
 /// upsert first, then the conditional state update (which needs the document).
-pub fn update_statements(deltas: Vec<DeviceDelta>, now: DateTime<Utc>) -> Vec<Document> {
-    deltas
-        .iter()
-        .flat_map(|d| {
-            let (q, u) = d.count_update(now);
-            let (sq, su) = d.state_update();
-            [
-                doc! {"q": q, "u": u, "upsert": true},
-                doc! {"q": sq, "u": su},
-            ]
-        })
-        .collect()
+pub fn update_statements(deltas: &[DeviceDelta], now: DateTime<Utc>) -> RawArrayBuf {
+    let mut out = RawArrayBuf::new();
+    for d in deltas {
+        let (q, u) = d.count_update(now);
+        let (sq, su) = d.state_update();
+        out.push(rawdoc! {"q": q, "u": u, "upsert": true});
+        out.push(rawdoc! {"q": sq, "u": su});
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    use bson::Document;
     use serde_json::json;
 
     use super::*;
 
-    fn t(device: &str, seq: Option<u64>, ts_ms: i64, temp: f64) -> Telemetry {
+    fn t(key: &str, device: &str, seq: Option<u64>, ts_ms: i64, temp: f64) -> Prepared {
         let mut body = json!({"deviceId": device, "ts": ts_ms, "readings": {"t": temp}});
         if let Some(s) = seq {
             body["seq"] = json!(s);
         }
-        telemetry::validate(body.as_object().unwrap().clone(), &[], Utc::now()).unwrap()
+        let t = telemetry::validate(body.as_object().unwrap().clone(), &[], Utc::now()).unwrap();
+        Prepared::new(key.to_owned(), &t, Utc::now()).unwrap()
+    }
+
+    fn plain(raw: &RawDocumentBuf) -> Document {
+        Document::try_from(raw.as_ref()).unwrap()
     }
 
     #[test]
     fn a_batch_folds_into_one_delta_per_device_with_the_newest_state() {
         let ms = 1_767_225_600_000;
         let items = [
-            t("a", Some(2), ms + 2_000, 2.0),
-            t("a", Some(3), ms + 1_000, 3.0),
-            t("a", Some(1), ms, 1.0),
-            t("b", None, ms, 9.0),
+            t("a#seq:2", "a", Some(2), ms + 2_000, 2.0),
+            t("a#seq:3", "a", Some(3), ms + 1_000, 3.0),
+            t("a#seq:1", "a", Some(1), ms, 1.0),
+            t("b#ts", "b", None, ms, 9.0),
         ];
-        let keys = ["a#seq:2", "a#seq:3", "a#seq:1", "b#ts"];
-        let d = deltas(keys.iter().copied().zip(items.iter()));
+        let d = deltas(&items);
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].inserted, 3);
         assert_eq!(
@@ -144,30 +159,47 @@ mod tests {
         );
         assert_eq!(d[0].oldest_ts.timestamp_millis(), ms);
         assert_eq!(d[1].newest_seq, None);
+        let readings = match &d[0].newest_readings {
+            RawBson::Document(r) => plain(r),
+            other => panic!("readings: {other:?}"),
+        };
+        assert_eq!(
+            readings.get_f64("t").unwrap(),
+            2.0,
+            "the newest message's readings"
+        );
     }
 
     #[test]
     fn the_state_update_only_matches_older_state() {
-        let d = &deltas([("a#seq:5", &t("a", Some(5), 1_767_225_600_000, 1.0))])[0];
+        let d = &deltas(&[t("a#seq:5", "a", Some(5), 1_767_225_600_000, 1.0)])[0];
         let (filter, update) = d.state_update();
+        let (filter, update) = (plain(&filter), plain(&update));
         let or = filter.get_array("$or").unwrap();
         assert_eq!(or.len(), 3, "{filter}");
+        let set = update.get_document("$set").unwrap();
+        assert_eq!(set.get_i64("lastSeq").unwrap(), 5);
+        assert_eq!(set.get_str("lastKey").unwrap(), "a#seq:5");
         assert_eq!(
-            update
-                .get_document("$set")
+            set.get_document("lastReadings")
                 .unwrap()
-                .get_i64("lastSeq")
+                .get_f64("t")
                 .unwrap(),
-            5
+            1.0
         );
     }
 
     #[test]
     fn each_device_counts_first_then_conditionally_sets_state() {
         let ms = 1_767_225_600_000;
-        let items = [t("a", Some(1), ms, 1.0), t("b", Some(1), ms, 2.0)];
-        let d = deltas([("a#seq:1", &items[0]), ("b#seq:1", &items[1])]);
-        let s = update_statements(d, Utc::now());
+        let items = [
+            t("a#seq:1", "a", Some(1), ms, 1.0),
+            t("b#seq:1", "b", Some(1), ms, 2.0),
+        ];
+        let s: Vec<Document> = update_statements(&deltas(&items), Utc::now())
+            .into_iter()
+            .map(|v| plain(&v.unwrap().as_document().unwrap().to_owned()))
+            .collect();
         assert_eq!(s.len(), 4);
         for (i, device) in [(0, "a"), (2, "b")] {
             assert!(s[i].get_bool("upsert").unwrap(), "{}", s[i]);

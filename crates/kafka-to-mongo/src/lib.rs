@@ -189,6 +189,19 @@ fn consumer_config(config: &Config, mut c: ClientConfig) -> ClientConfig {
             "queued.max.messages.kbytes",
             config.prefetch_kbytes.to_string(),
         )
+        // A fetch response is freed only when every message in it has been read, and
+        // the default allows 50 MB: bound it by the prefetch too (librdkafka refuses
+        // less than message.max.bytes, 1,000,000 by default).
+        .set(
+            "fetch.max.bytes",
+            (u64::from(config.prefetch_kbytes) * 1024)
+                .max(1_000_000)
+                .to_string(),
+        )
+        .set(
+            "max.partition.fetch.bytes",
+            (u64::from(config.prefetch_kbytes) * 1024).to_string(),
+        )
         // A partition whose queue is full is fetched again after this; librdkafka's
         // 1 s default idles a worker that has just caught up.
         .set("fetch.queue.backoff.ms", "20")

@@ -4,13 +4,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use bson::{Bson, Document, doc};
-use chrono::Utc;
+use bson::raw::RawDocumentBuf;
+use bson::{Bson, Document, doc, rawdoc};
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 use mongodb::error::{Error as MongoError, ErrorKind};
 use mongodb::options::{ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, Database, IndexModel};
-use telemetry::{Classify, Retry, Telemetry};
+use telemetry::{Classify, Retry, Telemetry, Violation};
 
 use crate::devices;
 
@@ -43,12 +44,27 @@ impl Classify for StoreError {
     }
 }
 
-/// A validated message ready to store.
+/// A validated message ready to store: its document, and what the device state
+/// needs. The parsed body is not kept (BENCHMARKS.md: memory per message).
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub key: String,
-    pub telemetry: Telemetry,
-    pub doc: Document,
+    pub device_id: String,
+    pub ts: DateTime<Utc>,
+    pub seq: Option<u64>,
+    pub doc: RawDocumentBuf,
+}
+
+impl Prepared {
+    pub fn new(key: String, t: &Telemetry, now: DateTime<Utc>) -> Result<Self, Violation> {
+        Ok(Self {
+            doc: telemetry::document::to_document(&key, t, now)?,
+            key,
+            device_id: t.device_id.clone(),
+            ts: t.ts,
+            seq: t.seq,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,7 +76,7 @@ pub struct WriteStats {
 #[derive(Clone)]
 pub struct Store {
     client: Client,
-    telemetry: Collection<Document>,
+    telemetry: Collection<RawDocumentBuf>,
     devices_db: Database,
     devices_name: String,
 }
@@ -187,7 +203,7 @@ impl Store {
             .projection(doc! {"_id": 1})
             .await
             .map_err(classify)?
-            .try_collect::<Vec<Document>>()
+            .try_collect::<Vec<RawDocumentBuf>>()
             .await
             .map_err(classify)?
             .into_iter()
@@ -218,13 +234,13 @@ impl Store {
             // All device deltas in one `update` command: one round trip per batch
             // instead of two per device (BENCHMARKS.md has the measurements).
             let updates = devices::update_statements(
-                devices::deltas(fresh.iter().map(|(_, p)| (p.key.as_str(), &p.telemetry))),
+                &devices::deltas(fresh.iter().map(|(_, p)| *p)),
                 Utc::now(),
             );
             let reply = self
                 .devices_db
-                .run_command(
-                    doc! {"update": &self.devices_name, "updates": updates, "ordered": true},
+                .run_raw_command(
+                    rawdoc! {"update": self.devices_name.as_str(), "updates": updates, "ordered": true},
                 )
                 .session(&mut session)
                 .await

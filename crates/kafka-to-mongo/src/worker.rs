@@ -16,7 +16,6 @@ use rdkafka::Message as _;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use telemetry::dead_letter::{self, SourceRecord};
-use telemetry::document::to_document;
 use telemetry::{Classify, Rejection, Retry, Unparseable};
 
 use crate::config::Config;
@@ -124,18 +123,15 @@ impl Worker {
         let (mut items, mut sources, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
         let mut in_batch_duplicates = 0;
         for m in batch {
-            let accepted = match m.payload() {
+            let prepared = match m.payload() {
                 None => Err(Rejection::Unparseable(Unparseable::Empty)),
-                Some(value) => telemetry::accept(value, now),
+                Some(value) => telemetry::accept(value, now).and_then(|(key, t)| {
+                    Prepared::new(key, &t, now).map_err(|v| Rejection::Invalid(vec![v]))
+                }),
             };
-            match accepted {
-                Ok((key, t)) if seen.insert(key.clone()) => {
-                    let doc = to_document(&key, &t, now);
-                    items.push(Prepared {
-                        key,
-                        telemetry: t,
-                        doc,
-                    });
+            match prepared {
+                Ok(p) if seen.insert(p.key.clone()) => {
+                    items.push(p);
                     sources.push(m);
                 }
                 Ok(_) => in_batch_duplicates += 1,

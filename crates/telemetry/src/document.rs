@@ -6,11 +6,17 @@
 //!   meta?: {..}, topic?: "<mqtt topic>", clientId?, receivedAt?: Date,
 //!   ingestedAt: Date, extra?: {unknown top-level fields} }
 //! ```
+//!
+//! Built straight as BSON bytes (`RawDocumentBuf`): no map per document and no
+//! second serialization pass on the way to the server (BENCHMARKS.md, bench writer).
 
-use bson::{Bson, Document, doc};
+use bson::raw::{RawArrayBuf, RawBson, RawDocumentBuf};
+use bson::{Bson, DateTime as BsonDateTime};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::error::{Rule, Violation};
+use crate::parse::push_pointer_token;
 use crate::validate::Telemetry;
 
 pub mod field {
@@ -27,33 +33,45 @@ pub mod field {
     pub const EXTRA: &str = "extra";
 }
 
-pub fn to_document(key: &str, t: &Telemetry, ingested_at: DateTime<Utc>) -> Document {
-    let mut d = doc! {
-        field::ID: key,
-        field::DEVICE_ID: &t.device_id,
-        field::TS: bson::DateTime::from_chrono(t.ts),
-        field::READINGS: map_to_document(&t.readings),
-    };
+/// Fails only for a key BSON cannot hold (NUL), which validation already rejects:
+/// a `Telemetry` built by hand gets the same violation instead of a panic.
+pub fn to_document(
+    key: &str,
+    t: &Telemetry,
+    ingested_at: DateTime<Utc>,
+) -> Result<RawDocumentBuf, Violation> {
+    let mut d = RawDocumentBuf::new();
+    d.append(field::ID, key);
+    d.append(field::DEVICE_ID, t.device_id.as_str());
+    d.append(field::TS, BsonDateTime::from_chrono(t.ts));
     if let Some(seq) = t.seq {
-        d.insert(field::SEQ, seq_to_bson(seq));
+        d.append(field::SEQ, raw_seq(seq));
     }
+    d.append(
+        field::READINGS,
+        map_to_raw(&t.readings).map_err(|e| e.at(field::READINGS))?,
+    );
     if let Some(meta) = &t.meta {
-        d.insert(field::META, map_to_document(meta));
+        d.append(
+            field::META,
+            map_to_raw(meta).map_err(|e| e.at(field::META))?,
+        );
     }
     if let Some(topic) = &t.mqtt_topic {
-        d.insert(field::TOPIC, topic);
+        d.append(field::TOPIC, topic.as_str());
     }
     if let Some(client) = &t.client_id {
-        d.insert(field::CLIENT_ID, client);
+        d.append(field::CLIENT_ID, client.as_str());
     }
     if let Some(at) = t.received_at {
-        d.insert(field::RECEIVED_AT, bson::DateTime::from_chrono(at));
+        d.append(field::RECEIVED_AT, BsonDateTime::from_chrono(at));
     }
-    d.insert(field::INGESTED_AT, bson::DateTime::from_chrono(ingested_at));
+    d.append(field::INGESTED_AT, BsonDateTime::from_chrono(ingested_at));
     if !t.extra.is_empty() {
-        d.insert(field::EXTRA, map_to_document(&t.extra));
+        // Unknown fields sit at the top level of the body, so their paths do too.
+        d.append(field::EXTRA, map_to_raw(&t.extra).map_err(|e| e.at(""))?);
     }
-    d
+    Ok(d)
 }
 
 /// BSON has no unsigned 64-bit integer: a seq above i64::MAX is stored as its decimal string.
@@ -61,23 +79,63 @@ pub fn seq_to_bson(seq: u64) -> Bson {
     i64::try_from(seq).map_or_else(|_| Bson::String(seq.to_string()), Bson::Int64)
 }
 
-pub fn map_to_document(map: &Map<String, Value>) -> Document {
-    map.iter()
-        .map(|(k, v)| (k.clone(), json_to_bson(v)))
-        .collect()
+fn raw_seq(seq: u64) -> RawBson {
+    i64::try_from(seq).map_or_else(|_| RawBson::String(seq.to_string()), RawBson::Int64)
+}
+
+/// A key BSON cannot hold; `rev_path` is its pointer's tokens, innermost first
+/// (built only on failure, so the common path allocates nothing for it).
+struct NulKey {
+    rev_path: Vec<String>,
+}
+
+impl NulKey {
+    fn at(self, base: &str) -> Violation {
+        let mut path = String::new();
+        for token in std::iter::once(base).chain(self.rev_path.iter().rev().map(String::as_str)) {
+            if !token.is_empty() {
+                push_pointer_token(&mut path, token);
+            }
+        }
+        Violation::new(path, Rule::ReservedKey)
+    }
+}
+
+fn map_to_raw(map: &Map<String, Value>) -> Result<RawDocumentBuf, NulKey> {
+    let mut d = RawDocumentBuf::new();
+    for (k, v) in map {
+        let inside = |mut e: NulKey| {
+            e.rev_path.push(k.clone());
+            e
+        };
+        if k.contains('\0') {
+            return Err(inside(NulKey { rev_path: vec![] }));
+        }
+        d.append(k, json_to_raw(v).map_err(inside)?);
+    }
+    Ok(d)
 }
 
 /// Total, unlike serde's path through bson (which refuses u64 above i64::MAX).
-pub fn json_to_bson(value: &Value) -> Bson {
-    match value {
-        Value::Null => Bson::Null,
-        Value::Bool(b) => Bson::Boolean(*b),
+fn json_to_raw(value: &Value) -> Result<RawBson, NulKey> {
+    Ok(match value {
+        Value::Null => RawBson::Null,
+        Value::Bool(b) => RawBson::Boolean(*b),
         Value::Number(n) => match n.as_i64() {
-            Some(i) => Bson::Int64(i),
-            None => Bson::Double(n.as_f64().unwrap_or(f64::NAN)),
+            Some(i) => RawBson::Int64(i),
+            None => RawBson::Double(n.as_f64().unwrap_or(f64::NAN)),
         },
-        Value::String(s) => Bson::String(s.clone()),
-        Value::Array(items) => Bson::Array(items.iter().map(json_to_bson).collect()),
-        Value::Object(map) => Bson::Document(map_to_document(map)),
-    }
+        Value::String(s) => RawBson::String(s.clone()),
+        Value::Array(items) => {
+            let mut a = RawArrayBuf::new();
+            for (i, item) in items.iter().enumerate() {
+                a.push(json_to_raw(item).map_err(|mut e| {
+                    e.rev_path.push(i.to_string());
+                    e
+                })?);
+            }
+            RawBson::Array(a)
+        }
+        Value::Object(map) => RawBson::Document(map_to_raw(map)?),
+    })
 }

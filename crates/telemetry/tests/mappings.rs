@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use bson::Bson;
+use bson::raw::RawDocumentBuf;
+use bson::{Bson, Document};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use telemetry::document::{field, to_document};
@@ -22,6 +23,10 @@ fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
         .unwrap()
         .with_timezone(&Utc)
+}
+
+fn plain(raw: RawDocumentBuf) -> Document {
+    Document::try_from(raw).unwrap()
 }
 
 fn event(json: &str) -> SqsEvent {
@@ -220,7 +225,7 @@ fn kafka_record_maps_to_a_mongo_document_keyed_by_the_idempotency_key() {
     let rec = framed.into_kafka_record(r);
     let (accepted_key, t) = accept(&rec.value, now()).unwrap();
     assert_eq!(accepted_key, key);
-    let doc = to_document(&accepted_key, &t, now());
+    let doc = plain(to_document(&accepted_key, &t, now()).unwrap());
     assert_eq!(doc.get_str(field::ID).unwrap(), key);
     assert_eq!(doc.get_str(field::DEVICE_ID).unwrap(), t.device_id);
     assert_eq!(
@@ -248,10 +253,27 @@ fn kafka_record_maps_to_a_mongo_document_keyed_by_the_idempotency_key() {
 }
 
 #[test]
+fn a_key_bson_cannot_hold_is_a_violation_naming_its_path_not_a_panic() {
+    // Validation rejects NUL in keys; a Telemetry built by hand gets the same answer.
+    let body =
+        r#"{"deviceId":"m-1","seq":5,"ts":1767225600000,"readings":{"t":1},"meta":{"a":{"list":[1,{"ok":2}]}}}"#;
+    let (key, mut t) = accept(body.as_bytes(), now()).unwrap();
+    let inner = json!({"list": [1, {"b\u{0}d": 2}]});
+    t.meta.as_mut().unwrap().insert("a/x".into(), inner);
+    let violation = to_document(&key, &t, now()).unwrap_err();
+    assert_eq!(violation.path, "/meta/a~1x/list/1/b\u{0}d");
+    assert_eq!(violation.rule, telemetry::Rule::ReservedKey);
+
+    let (_, mut t) = accept(body.as_bytes(), now()).unwrap();
+    t.extra.insert("nul\u{0}".into(), json!(1));
+    assert_eq!(to_document(&key, &t, now()).unwrap_err().path, "/nul\u{0}");
+}
+
+#[test]
 fn unknown_fields_are_kept_under_extra_and_seq_is_an_int64() {
     let body = r#"{"deviceId":"m-1","seq":5,"ts":1767225600000,"readings":{"p":1,"on":true,"s":"ok"},"site":"plant-a","meta":{"fw":"1"}}"#;
     let (key, t) = accept(body.as_bytes(), now()).unwrap();
-    let doc = to_document(&key, &t, now());
+    let doc = plain(to_document(&key, &t, now()).unwrap());
     assert_eq!(
         doc.get_document(field::EXTRA)
             .unwrap()

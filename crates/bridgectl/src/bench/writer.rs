@@ -9,7 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use bson::{Document, doc};
+use bson::doc;
+use bson::raw::RawDocumentBuf;
 use futures::StreamExt as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use serde_json::{Map, Value};
@@ -58,9 +59,9 @@ async fn raw_consume(bootstrap: &str, topic: &str, n: usize) -> anyhow::Result<D
 
 /// `indexed`: with the writer's `{deviceId: 1, ts: -1}` index, the collection the
 /// writer must maintain (the ceiling); without it only for reference.
-async fn raw_insert(docs: &[Document], indexed: bool) -> anyhow::Result<Duration> {
+async fn raw_insert(docs: &[RawDocumentBuf], indexed: bool) -> anyhow::Result<Duration> {
     let db = testkit::mongo::fresh_database("bench_raw").await;
-    let coll = db.collection::<Document>("telemetry");
+    let coll = db.collection::<RawDocumentBuf>("telemetry");
     if indexed {
         let index = mongodb::IndexModel::builder()
             .keys(doc! {"deviceId": 1, "ts": -1})
@@ -158,7 +159,7 @@ async fn writer_run(
     ready(health).await;
     let db = testkit::mongo::client().await.database(&database);
     let started = Instant::now();
-    let coll = db.collection::<Document>("telemetry");
+    let coll = db.collection::<RawDocumentBuf>("telemetry");
     testkit::wait_for(
         &format!("{n} documents"),
         Duration::from_secs(600),
@@ -212,12 +213,12 @@ pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
         raw_consume(&bootstrap, &topic, args.messages).await?,
     );
     let now = chrono::Utc::now();
-    let docs: Vec<Document> = msgs
+    let docs: Vec<RawDocumentBuf> = msgs
         .iter()
         .filter_map(|m| {
             let value = Value::Object(m.clone()).to_string();
             let (key, t) = telemetry::accept(value.as_bytes(), now).ok()?;
-            Some(telemetry::document::to_document(&key, &t, now))
+            telemetry::document::to_document(&key, &t, now).ok()
         })
         .collect();
     let bare_rate = per_s(docs.len(), raw_insert(&docs, false).await?);
