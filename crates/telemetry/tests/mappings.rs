@@ -255,8 +255,7 @@ fn kafka_record_maps_to_a_mongo_document_keyed_by_the_idempotency_key() {
 #[test]
 fn a_key_bson_cannot_hold_is_a_violation_naming_its_path_not_a_panic() {
     // Validation rejects NUL in keys; a Telemetry built by hand gets the same answer.
-    let body =
-        r#"{"deviceId":"m-1","seq":5,"ts":1767225600000,"readings":{"t":1},"meta":{"a":{"list":[1,{"ok":2}]}}}"#;
+    let body = r#"{"deviceId":"m-1","seq":5,"ts":1767225600000,"readings":{"t":1},"meta":{"a":{"list":[1,{"ok":2}]}}}"#;
     let (key, mut t) = accept(body.as_bytes(), now()).unwrap();
     let inner = json!({"list": [1, {"b\u{0}d": 2}]});
     t.meta.as_mut().unwrap().insert("a/x".into(), inner);
