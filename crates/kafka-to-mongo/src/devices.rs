@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use bson::raw::{RawArrayBuf, RawBson, RawDocumentBuf};
 use bson::rawdoc;
 use chrono::{DateTime, Utc};
-use telemetry::document::field;
+use telemetry::document::{field, seq_to_raw};
 
 use crate::store::Prepared;
 
@@ -63,14 +63,6 @@ pub fn deltas<'a>(inserted: impl IntoIterator<Item = &'a Prepared>) -> Vec<Devic
     let mut out: Vec<_> = by_device.into_values().collect();
     out.sort_by(|a, b| a.device_id.cmp(&b.device_id));
     out
-}
-
-/// BSON has no unsigned 64-bit integer (the same mapping as the telemetry documents).
-fn seq_to_raw(seq: u64) -> RawBson {
-    match telemetry::document::seq_to_bson(seq) {
-        bson::Bson::Int64(i) => RawBson::Int64(i),
-        _ => RawBson::String(seq.to_string()),
-    }
 }
 
 impl DeviceDelta {

@@ -10,8 +10,8 @@
 //! Built straight as BSON bytes (`RawDocumentBuf`): no map per document and no
 //! second serialization pass on the way to the server (BENCHMARKS.md, bench writer).
 
+use bson::DateTime as BsonDateTime;
 use bson::raw::{RawArrayBuf, RawBson, RawDocumentBuf};
-use bson::{Bson, DateTime as BsonDateTime};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -45,7 +45,7 @@ pub fn to_document(
     d.append(field::DEVICE_ID, t.device_id.as_str());
     d.append(field::TS, BsonDateTime::from_chrono(t.ts));
     if let Some(seq) = t.seq {
-        d.append(field::SEQ, raw_seq(seq));
+        d.append(field::SEQ, seq_to_raw(seq));
     }
     d.append(
         field::READINGS,
@@ -75,11 +75,7 @@ pub fn to_document(
 }
 
 /// BSON has no unsigned 64-bit integer: a seq above i64::MAX is stored as its decimal string.
-pub fn seq_to_bson(seq: u64) -> Bson {
-    i64::try_from(seq).map_or_else(|_| Bson::String(seq.to_string()), Bson::Int64)
-}
-
-fn raw_seq(seq: u64) -> RawBson {
+pub fn seq_to_raw(seq: u64) -> RawBson {
     i64::try_from(seq).map_or_else(|_| RawBson::String(seq.to_string()), RawBson::Int64)
 }
 
