@@ -123,18 +123,26 @@ impl Worker {
         let (mut items, mut sources, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
         let mut in_batch_duplicates = 0;
         for m in batch {
-            let prepared = match m.payload() {
+            let accepted = match m.payload() {
                 None => Err(Rejection::Unparseable(Unparseable::Empty)),
-                Some(value) => telemetry::accept(value, now).and_then(|(key, t)| {
+                Some(value) => telemetry::accept(value, now),
+            };
+            // The in-batch duplicate check comes first: a duplicate needs no document.
+            let prepared = match accepted {
+                Ok((key, _)) if !seen.insert(key.clone()) => {
+                    in_batch_duplicates += 1;
+                    continue;
+                }
+                Ok((key, t)) => {
                     Prepared::new(key, &t, now).map_err(|v| Rejection::Invalid(vec![v]))
-                }),
+                }
+                Err(rejection) => Err(rejection),
             };
             match prepared {
-                Ok(p) if seen.insert(p.key.clone()) => {
+                Ok(p) => {
                     items.push(p);
                     sources.push(m);
                 }
-                Ok(_) => in_batch_duplicates += 1,
                 Err(rejection) => rejected.push((m, rejection)),
             }
         }
