@@ -49,8 +49,10 @@ async fn operator_and_dotted_keys_are_dead_lettered_and_never_reach_mongodb() {
     common::drop_db(&s).await;
 }
 
+/// A reading whose text looks like a field path: it must be stored as text.
 fn reading(device: &str, seq: Option<u64>, ts_ms: i64) -> Map<String, Value> {
-    let mut m = obj(json!({"deviceId": device, "ts": ts_ms, "readings": {"v": ts_ms % 100_000}}));
+    let readings = json!({"v": ts_ms % 100_000, "note": "$count"});
+    let mut m = obj(json!({"deviceId": device, "ts": ts_ms, "readings": readings}));
     if let Some(seq) = seq {
         m.insert("seq".into(), json!(seq));
     }
@@ -99,6 +101,14 @@ async fn device_state_is_the_newest_with_an_exact_count_under_out_of_order_and_d
             .get_i64("v")
             .unwrap(),
         (base + 60_000) % 100_000
+    );
+    assert_eq!(
+        d1.get_document("lastReadings")
+            .unwrap()
+            .get_str("note")
+            .unwrap(),
+        "$count",
+        "a message's value is never evaluated as a path"
     );
     let d2 = &devices["ooo-2"];
     assert_eq!(d2.get_i64("count").unwrap(), 20);
