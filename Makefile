@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 STACK := infra/local/stack
 
-.PHONY: test demo unit lambda lambda-invoke-check terraform-check bench-lambda bench-writer bench-e2e stack-up stack-down stack-status fixtures lint
+.PHONY: test demo unit moto-check lambda lambda-invoke-check terraform-check bench-lambda bench-writer bench-e2e stack-up stack-down stack-status fixtures lint
 
 ## The README's first command: the whole pipeline end to end on the local stack, with exact counts.
 demo:
@@ -12,8 +12,13 @@ demo:
 ## Install (first time ~25 min, cached) and start the local stack, then run every test against it:
 ## the Rust tests, the Lambda zips, the cargo-lambda watch/invoke path, and the Terraform checks.
 test: stack-up
+	infra/local/moto-fast-check
 	cargo test --workspace --locked --no-fail-fast
 	$(MAKE) lambda lambda-invoke-check terraform-check
+
+## The moto launcher changes only speed: stock and patched SQS transcripts must be identical.
+moto-check: stack-up
+	infra/local/moto-fast-check
 
 ## `cargo lambda watch` + `cargo lambda invoke --data-file events/sqs/...` return the expected responses.
 lambda-invoke-check:

@@ -5,8 +5,8 @@ Usage (same arguments as `moto_server`; run it with the stack venv's python):
 
     "$VENV/bin/python" infra/local/moto_sqs_fast.py -H 127.0.0.1 -p "$AWS_PORT"
 
-Why: moto 5.2.5's SQS does work proportional to the queue depth on every request
-(moto/sqs/models.py):
+Why (1), PATCH 1-7: moto 5.2.5's SQS does work proportional to the queue depth on
+every request (moto/sqs/models.py):
   * SendMessage(Batch): `queue.attributes.get("ContentBasedDeduplication")` (l.876,
     and l.562/812/819 for FIFO) builds *all* queue attributes, including
     ApproximateNumberOfMessages / ...NotVisible / ...Delayed (l.496-506): three
@@ -26,24 +26,52 @@ Why: moto 5.2.5's SQS does work proportional to the queue depth on every request
   * GetQueueAttributes: queue.attributes evaluated 1 + 2*len(names) times
     (l.786-790), each evaluation = 3 clock-per-message scans.
 
+Why (2), PATCH 8-14 (in moto_fast_request.py, beside this file): with those gone, a request still cost 3.5-6 ms of CPU in the
+one Python process (GIL) - SendMessageBatch(10) 3.7 ms, ReceiveMessage(10) 6.1 ms,
+DeleteMessageBatch(10) 3.5 ms, ~245 req/s on a mix - mostly outside the queue model
+(py-spy):
+  * ~20%: finding the backend: for every request moto lists its own package
+    directory and stat()s ~200 entries, then tries ~180 URL regexes (PATCH 8);
+  * ~15-25%: moto's generic response serializer, ~8 Python calls per output member
+    to find a dict key (~1.2 ms for a receive of 10 messages) (PATCH 10);
+  * receipt handles / request ids drawn with one random.choice() per character,
+    ~1,900 calls per receive of 10 (PATCH 12); inspect.getmembers() of the response
+    class per request (PATCH 9); a new class created per request by Flask's debug
+    helper (PATCH 14); a regex over every JSON body (PATCH 11); a datetime-based
+    clock read ~17 times per request (PATCH 13); deepcopy's per-value dispatch for
+    each received message and all queue attributes built for the retention check
+    of each received message (PATCH 5 (d), PATCH 3).
+Measured on this 2-core machine (server CPU from /proc/<pid>/stat, 4 client
+processes, AWS JSON 1.0 as aws-sdk-rust sends it, a queue of 1,000-5,000 messages,
+medians of 4 runs, each run +-15%): SendMessageBatch(10) 3.7 -> 1.8 ms,
+ReceiveMessage(10) 6.1 -> 1.9 ms, DeleteMessageBatch(10) 3.5 -> 1.4 ms; a
+send/receive/delete mix 4.1 -> 1.6 ms per request (~245 -> ~590 req/s). Stock moto:
+13 ms per request on that mix with a near-empty queue, 0.3-1 s per send/receive at a
+depth of 1,000. What is left is mostly werkzeug's development server (a new
+connection and thread per request, as it answers "Connection: close"; its access
+log line), Flask, and moto's request parsing, which are not touched.
+
 What this file changes (nothing else): see the PATCH sections below. Semantics are
 kept: same message order, visibility/delay checks, receive counts, redrive to the
-DLQ, FIFO handling, error types, attribute values. The only differences are that
-one clock reading is taken per scan instead of one (or four) per message, and
+DLQ, FIFO handling, error types, attribute values, response bodies (same bytes),
+status codes and headers; with moto's random generator seeded (moto-api seed), even
+the same message ids, receipt handles and request ids. The only differences are
+that one clock reading is taken per scan instead of one (or four) per message, and
 that a delete removes the message from the queue's list in place instead of
 rebinding a rebuilt list (which also closes a window in which a concurrent send
 could be lost).
 
 Safety: the patch is applied only if moto.__version__ == "5.2.5" *and* the source
-of every function it replaces or re-implements hashes to what it was written
-against; otherwise a warning goes to stderr and moto runs unpatched.
+of every moto function it replaces or re-implements hashes to what it was written
+against (and the random-string rewrite reproduces random.choice() draw for draw on
+this Python); otherwise a warning goes to stderr and moto runs unpatched. Flask is
+not pinned by moto[server], so a Flask whose helper differs only drops PATCH 14.
 MOTO_SQS_FAST=0 in the environment also runs moto unpatched (for A/B checks).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import os
 import sys
@@ -51,10 +79,19 @@ import threading
 import weakref
 from copy import deepcopy
 
+# Beside this file (the script's directory is first on sys.path).
+from moto_fast_request import (
+    REQUEST_PATH_SOURCE_HASHES,
+    build_request_path_patches,
+    request_path_targets,
+    source_hash as _source_hash,
+    warn as _warn,
+)
+
 EXPECTED_MOTO_VERSION = "5.2.5"
 
-# sha256[:16] of inspect.getsource() of each moto function replaced or re-implemented
-# here, as shipped in moto 5.2.5. Any drift -> run unpatched.
+# sha256[:16] of inspect.getsource() of each moto function replaced, re-implemented
+# or emulated here, as shipped in moto 5.2.5. Any drift -> run unpatched.
 EXPECTED_SOURCE_HASHES = {
     "Queue.attributes": "40cb990b121628d5",
     "Queue.messages": "03a531dbcbcf9aee",
@@ -73,7 +110,9 @@ EXPECTED_SOURCE_HASHES = {
     "SQSBackend.change_message_visibility": "f0e9df5f66627114",
     "SQSBackend.get_queue_attributes": "58417223da457b5a",
     "camelcase_to_underscores": "084cdc5bab92db95",
+    **REQUEST_PATH_SOURCE_HASHES,
 }
+
 
 _COUNT_ATTRIBUTES = (
     "ApproximateNumberOfMessages",
@@ -81,9 +120,6 @@ _COUNT_ATTRIBUTES = (
     "ApproximateNumberOfMessagesNotVisible",
 )
 
-
-def _warn(msg: str) -> None:
-    print(f"moto_sqs_fast: {msg}", file=sys.stderr, flush=True)
 
 
 def _source_targets(m):
@@ -106,7 +142,9 @@ def _source_targets(m):
         "SQSBackend.change_message_visibility": B.change_message_visibility,
         "SQSBackend.get_queue_attributes": B.get_queue_attributes,
         "camelcase_to_underscores": m.camelcase_to_underscores,
+        **request_path_targets(),
     }
+
 
 
 def _check_shape(m) -> str | None:
@@ -121,11 +159,22 @@ def _check_shape(m) -> str | None:
         return f"moto.sqs.models lacks {e}"
     for name, fn in targets.items():
         try:
-            digest = hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+            digest = _source_hash(fn)
         except (OSError, TypeError) as e:
             return f"cannot read source of {name}: {e}"
         if digest != EXPECTED_SOURCE_HASHES.get(name):
             return f"{name} differs from moto {EXPECTED_MOTO_VERSION} (source hash {digest})"
+    M = m.Message
+    for name in ("__deepcopy__", "__setstate__", "__slots__"):
+        if hasattr(M, name):
+            return f"Message has {name}; PATCH 5 (d) copies it as a plain object"
+    pickling = ("__reduce_ex__", "__reduce__", "__getstate__")
+    if any(getattr(M, name, None) is not getattr(object, name, None) for name in pickling):
+        return "Message overrides pickling; PATCH 5 (d) copies it as a plain object"
+    import copyreg
+
+    if M in copyreg.dispatch_table:
+        return "Message has a copyreg reducer; PATCH 5 (d) copies it as a plain object"
     q = m.Queue.__init__
     src = inspect.getsource(q)
     for needle in ("self._messages: list[Message] = []", "self.deleted_messages: set[str] = set()"):
@@ -145,8 +194,8 @@ def apply_patches() -> bool:
     Queue, Message, SQSBackend = m.Queue, m.Message, m.SQSBackend
 
     # ------------------------------------------------------------------ helpers
-    # All clock reads go through moto.sqs.models' own names (m.unix_time_millis),
-    # so anything that patches moto's clock still applies.
+    # All clock reads go through moto.sqs.models' own names (m.unix_time_millis,
+    # rebound to an equivalent by PATCH 13), as the model's own code does.
 
     def visible_and_not_delayed(now: float, msg) -> bool:
         # == Message.visible and not Message.delayed, evaluated at time `now`
@@ -229,8 +278,11 @@ def apply_patches() -> bool:
 
     # ------------------------------------------ PATCH 3: get_queue_attributes
     # models.py:763-792 with queue.attributes evaluated once (it was 1 + 2 per name),
-    # and without the counts when none was asked for (e.g. just QueueArn, or the
-    # MessageRetentionPeriod lookup receive_message does per received message).
+    # and without the counts when none was asked for (e.g. just QueueArn). Names that
+    # queue.attributes fills with a plain getattr (PATCH 1: every base attribute but
+    # the counts, Policy and RedrivePolicy, which it overrides; the FIFO and KMS ones
+    # are conditional) are read directly.
+    plain_attributes = frozenset(Queue.BASE_ATTRIBUTES) - set(_COUNT_ATTRIBUTES) - {"Policy", "RedrivePolicy"}
     def get_queue_attributes(self, queue_name, attribute_names):
         queue = self.get_queue(queue_name)
         if not attribute_names:
@@ -241,6 +293,17 @@ def apply_patches() -> bool:
             raise m.InvalidAttributeName(invalid_name)
         if "All" in attribute_names:
             return queue.attributes
+        if all(name in plain_attributes for name in attribute_names):
+            # e.g. MessageRetentionPeriod, looked up once per received message: the
+            # value queue.attributes would hold, without building the other ~13.
+            attributes = {}
+            for name in attribute_names:
+                value = getattr(queue, m.camelcase_to_underscores(name))
+                if isinstance(value, bool):
+                    value = str(value).lower()
+                if value is not None:
+                    attributes[name] = value
+            return attributes
         if any(name in _COUNT_ATTRIBUTES for name in attribute_names):
             all_attributes = queue.attributes
         else:
@@ -309,11 +372,31 @@ def apply_patches() -> bool:
     #      anyway; messages after that point were never looked at);
     #  (b) pending message groups are only gathered for FIFO queues (the only place
     #      they are read is under `queue.fifo_queue`);
-    #  (c) deepcopy of a set of str == a set copy.
+    #  (c) deepcopy of a set of str == a set copy;
+    #  (d) the per-message deepcopy(message) skips deepcopy's per-value dispatch for
+    #      the ~14 immutable attribute values (copy_message).
+    atomic_types = frozenset({str, int, float, bool, type(None), bytes})
+
+    def copy_message(message):
+        # == deepcopy(message), which for this plain class (checked in _check_shape)
+        # is copy._reconstruct: a new instance from cls.__new__ (BaseModel.__new__, so
+        # it is tracked like any other), then a deep copy of __dict__ with one memo.
+        # deepcopy returns immutable values as they are; the rest still go through it.
+        cls = type(message)
+        copy = cls.__new__(cls)
+        memo = {id(message): copy}
+        state = {}
+        for key, value in message.__dict__.items():
+            state[key] = value if type(value) in atomic_types else deepcopy(value, memo)
+        copy.__dict__.update(state)
+        return copy
+
     def iter_visible(queue):
         now = m.unix_time_millis()
         for message in list(queue._messages):
-            if visible_and_not_delayed(now, message):
+            # visible_and_not_delayed(now, message), inlined: this loop also walks the
+            # in-flight (invisible) messages at the head of the queue
+            if now > message.visible_at and not now < message.delayed_until:
                 yield message
 
     def receive_message(
@@ -360,7 +443,7 @@ def apply_patches() -> bool:
 
                 queue.pending_messages.add(message)
                 message.mark_received(visibility_timeout=visibility_timeout)
-                message_copy = deepcopy(message)
+                message_copy = copy_message(message)  # PATCH (d)
                 m._filter_message_attributes(message_copy, message_attribute_names)
                 if not self.is_message_valid_based_on_retention_period(queue_name, message):
                     break
@@ -399,6 +482,9 @@ def apply_patches() -> bool:
     # each a Python character loop. Rebound only in moto.sqs.models.
     cached_camelcase = functools.lru_cache(maxsize=512)(m.camelcase_to_underscores)
 
+    # PATCH 8-14 (request path), built before anything is applied
+    request_path_patches = build_request_path_patches(m)
+
     # ----------------------------------------------------------- apply, all at once
     Queue.attributes = property(attributes)
     Queue.add_message = patched_add_message
@@ -411,6 +497,8 @@ def apply_patches() -> bool:
     SQSBackend.change_message_visibility = change_message_visibility
     SQSBackend.receive_message = receive_message
     m.camelcase_to_underscores = cached_camelcase
+    for target, name, value in request_path_patches:
+        setattr(target, name, value)
     return True
 
 

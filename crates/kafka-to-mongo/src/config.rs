@@ -56,6 +56,12 @@ pub struct Config {
     /// is behind (or retrying) is not fetched beyond it.
     #[arg(long, env = "KAFKA_PREFETCH_KBYTES", default_value_t = 512)]
     pub prefetch_kbytes: u32,
+    /// Longest time the broker may hold a fetch with no new data (librdkafka
+    /// fetch.wait.max.ms). Lower cuts latency at low rates (at 200 msg/s, 50 ms took the
+    /// e2e p50 from 169 to 35 ms) but costs the broker more requests, which hurt on the
+    /// saturated local stack at 1,000 msg/s (BENCHMARKS.md).
+    #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 500)]
+    pub fetch_wait_max_ms: u32,
     /// Longest wait between retries of a failing write (exponential backoff with jitter, no total cap).
     #[arg(long, env = "RETRY_MAX_BACKOFF_MS", default_value_t = 30_000)]
     pub retry_max_backoff_ms: u64,

@@ -205,6 +205,7 @@ fn consumer_config(config: &Config, mut c: ClientConfig) -> ClientConfig {
         // A partition whose queue is full is fetched again after this; librdkafka's
         // 1 s default idles a worker that has just caught up.
         .set("fetch.queue.backoff.ms", "20")
+        .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         .set(
             "heartbeat.interval.ms",
