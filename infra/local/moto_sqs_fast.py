@@ -51,6 +51,13 @@ depth of 1,000. What is left is mostly werkzeug's development server (a new
 connection and thread per request, as it answers "Connection: close"; its access
 log line), Flask, and moto's request parsing, which are not touched.
 
+Why (3), PATCH 15 and the web server: under the bench's load (1,000 msg/s, 10-20
+long-polling receivers) every send woke every waiting receiver (notify_all per
+message), and werkzeug's development server paid a new connection, thread and
+access-log line per request. A send now wakes one waiter per message (PATCH 15), and
+main() serves moto's own WSGI application with waitress (keep-alive, a thread pool;
+serve_waitress, -H/-p only). MOTO_WSGI=werkzeug runs moto.server.main instead.
+
 What this file changes (nothing else): see the PATCH sections below. Semantics are
 kept: same message order, visibility/delay checks, receive counts, redrive to the
 DLQ, FIFO handling, error types, attribute values, response bodies (same bytes),
@@ -59,7 +66,8 @@ the same message ids, receipt handles and request ids. The only differences are
 that one clock reading is taken per scan instead of one (or four) per message, and
 that a delete removes the message from the queue's list in place instead of
 rebinding a rebuilt list (which also closes a window in which a concurrent send
-could be lost).
+could be lost), and that of several concurrent long-poll receivers, fewer wake up
+early to share a burst (each still re-checks within 1 s, as in moto).
 
 Safety: the patch is applied only if moto.__version__ == "5.2.5" *and* the source
 of every moto function it replaces or re-implements hashes to what it was written
@@ -177,7 +185,11 @@ def _check_shape(m) -> str | None:
         return "Message has a copyreg reducer; PATCH 5 (d) copies it as a plain object"
     q = m.Queue.__init__
     src = inspect.getsource(q)
-    for needle in ("self._messages: list[Message] = []", "self.deleted_messages: set[str] = set()"):
+    for needle in (
+        "self._messages: list[Message] = []",
+        "self.deleted_messages: set[str] = set()",
+        "self._messages_lock = Condition()",  # PATCH 15
+    ):
         if needle not in src:
             return f"Queue.__init__ no longer has {needle!r}"
     return None
@@ -485,7 +497,19 @@ def apply_patches() -> bool:
     # PATCH 8-14 (request path), built before anything is applied
     request_path_patches = build_request_path_patches(m)
 
+    # ------------------------------- PATCH 15: a send wakes one long-poller, not all
+    # add_message (models.py:573-575) calls notify_all() on the queue's Condition for
+    # each message, so every waiting ReceiveMessage wakes, re-checks the queue, and
+    # those that find it non-empty all receive: 10 pollers split a batch of 10 into
+    # small ones, each paying a handler call and a delete. One waiter per message
+    # added is enough: a woken poller takes up to its batch; one that finds nothing
+    # waits on; none sleeps past its 1 s re-check (models.py:1057), as before.
+    class WakeOneCondition(m.Condition):
+        def notify_all(self):
+            self.notify(1)
+
     # ----------------------------------------------------------- apply, all at once
+    m.Condition = WakeOneCondition  # Queue.__init__ reads the module's name
     Queue.attributes = property(attributes)
     Queue.add_message = patched_add_message
     Queue.delete_message = queue_delete_message
@@ -511,10 +535,47 @@ def main() -> None:
                 _warn(f"SQS fast paths enabled (moto {EXPECTED_MOTO_VERSION})")
         except Exception as e:  # never keep the emulator from starting
             _warn(f"patching failed ({e!r}); running moto UNPATCHED")
-    from moto.server import main as moto_server_main
+    if os.environ.get("MOTO_WSGI", "waitress") == "werkzeug":
+        from moto.server import main as moto_server_main
 
-    # Same as the `moto_server` console script: moto.server.main(argv).
-    sys.exit(moto_server_main(sys.argv[1:]))
+        # Same as the `moto_server` console script: moto.server.main(argv).
+        sys.exit(moto_server_main(sys.argv[1:]))
+    serve_waitress(sys.argv[1:])
+
+
+def serve_waitress(argv: list) -> None:
+    """moto.server.main's application, served by waitress instead of werkzeug's
+    development server. That server answers every request with "Connection: close"
+    (werkzeug cannot drain a request body before the next request line), so each
+    SDK call paid for a new TCP connection, a new thread and an access-log line in
+    this one GIL-bound process. Waitress keeps connections alive and serves them
+    from a thread pool. Long-polled ReceiveMessage calls hold a thread for up to
+    20 s each, hence the pool's size. MOTO_WSGI=werkzeug runs moto's own server."""
+    import argparse
+    import signal
+
+    import waitress
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=int(os.environ.get("MOTO_PORT", 5000)))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto.server.main does
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True  # as moto.server.main does
+    threads = int(os.environ.get("MOTO_THREADS", "64"))
+    _warn(f"serving on http://{args.host}:{args.port} (waitress, {threads} threads)")
+    waitress.serve(
+        app,
+        host=args.host,
+        port=args.port,
+        threads=threads,
+        connection_limit=512,
+        channel_timeout=120,
+        _quiet=True,
+    )
 
 
 if __name__ == "__main__":

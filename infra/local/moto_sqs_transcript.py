@@ -11,7 +11,9 @@ import http.client, json, sys, threading, time, base64, hashlib
 
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 5099
 SEEDED = "--seeded" in sys.argv  # moto-api seed: ids must then match exactly, not just in shape
-KEEP_HEADERS = ("content-type", "x-amzn-query-error", "x-amzn-errortype", "server", "connection", "status")
+KEEP_HEADERS = ("content-type", "x-amzn-query-error", "x-amzn-errortype", "status")
+# The web server is the one part the launcher swaps on purpose (werkzeug -> waitress).
+TRANSPORT_HEADERS = ("date", "server", "connection", "via")
 VOLATILE = {"MessageId", "ReceiptHandle", "SentTimestamp", "ApproximateFirstReceiveTimestamp",
             "CreatedTimestamp", "LastModifiedTimestamp", "SequenceNumber"}
 ids: dict = {}
@@ -58,7 +60,7 @@ def call(op, body, label=None, show=True):
     if show:
         entry = {"op": label or op, "status": r.status,
                  "headers": {k: hdrs[k] for k in KEEP_HEADERS if k in hdrs},
-                 "header_names": sorted(k for k in hdrs if k not in ("date",)),
+                 "header_names": sorted(k for k in hdrs if k not in TRANSPORT_HEADERS),
                  "requestid": hdrs.get("x-amzn-requestid", "") if SEEDED else len(hdrs.get("x-amzn-requestid", "")),
                  "content_length_ok": int(hdrs.get("content-length", -1)) == len(raw),
                  "body": normalize(parsed)}

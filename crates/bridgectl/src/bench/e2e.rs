@@ -4,12 +4,14 @@
 //! First, the floor: SQS alone (send -> receive -> delete) at the same rate, so a
 //! slow emulator is told apart from a slow pipeline.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bson::Document;
+use bson::{Document, doc};
 use clap::Parser as _;
 use futures::StreamExt as _;
+use rdkafka::Message as _;
 use serde_json::json;
 use testkit::{StackEnv, unique};
 
@@ -26,8 +28,9 @@ pub struct E2eBenchArgs {
     pub duration: Duration,
     /// Event-source mapping pollers. AWS starts an SQS mapping with 5 and adds more
     /// while messages wait; the local ESM does not scale by itself, so the bench runs
-    /// 10, enough for 1,000 msg/s (BENCHMARKS.md).
-    #[arg(long, default_value_t = 10)]
+    /// 20, which keeps the SQS stage at 1,000 msg/s short (BENCHMARKS.md: 10 keep up,
+    /// with a longer queue wait).
+    #[arg(long, default_value_t = 20)]
     pub pollers: u16,
     /// Messages sent and stored before measuring (consumer-group join, first batches).
     #[arg(long, default_value_t = 200)]
@@ -35,6 +38,71 @@ pub struct E2eBenchArgs {
     /// How long after the last send every document must be visible.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub settle: Duration,
+}
+
+/// Splits each measured latency in three, by the clocks the records carry: the
+/// document's `receivedAt` (the sender's clock when it made the body), the Kafka
+/// record's timestamp (the handler's producer), the document's `ingestedAt` (the
+/// writer took the message) and the change stream's report.
+async fn stage_split(
+    coll: &mongodb::Collection<Document>,
+    topic: &str,
+    records: usize,
+    sent_at: &Clock,
+    arrivals: &Clock,
+) -> anyhow::Result<()> {
+    let totals: HashMap<String, f64> = {
+        let sent = sent_at.lock().unwrap_or_else(|e| e.into_inner());
+        let arrived = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        sent.iter()
+            .filter_map(|(k, s)| Some((k.clone(), (*arrived.get(k)? - *s).as_secs_f64() * 1e3)))
+            .collect()
+    };
+    let mut produced_at = HashMap::with_capacity(records);
+    for r in testkit::kafka::read_n(topic, records).await {
+        let key = testkit::kafka::header(&r, telemetry::envelope::header::IDEMPOTENCY_KEY);
+        if let (Some(key), Some(ms)) = (key, r.timestamp().to_millis()) {
+            produced_at.insert(key, ms);
+        }
+    }
+    let projection = doc! {"receivedAt": 1, "ingestedAt": 1};
+    let mut cursor = coll.find(doc! {}).projection(projection).await?;
+    let mut stages: [Vec<f64>; 3] = Default::default();
+    while let Some(d) = cursor.next().await.transpose()? {
+        let (Ok(id), Ok(received), Ok(ingested)) = (
+            d.get_str("_id"),
+            d.get_datetime("receivedAt"),
+            d.get_datetime("ingestedAt"),
+        ) else {
+            continue;
+        };
+        let (Some(total), Some(produced)) = (totals.get(id), produced_at.get(id)) else {
+            continue;
+        };
+        let (received, ingested) = (received.timestamp_millis(), ingested.timestamp_millis());
+        stages[0].push((produced - received) as f64);
+        stages[1].push((ingested - produced) as f64);
+        stages[2].push(total - (ingested - received) as f64);
+    }
+    let names = [
+        "send -> produced (SQS, ESM)",
+        "produced -> taken by the writer (Kafka)",
+        "taken -> visible (MongoDB)",
+    ];
+    let parts: Vec<String> = names
+        .iter()
+        .zip(stages.iter_mut())
+        .map(|(name, v)| {
+            v.sort_by(f64::total_cmp);
+            format!(
+                "{name} p50 {:.0} ms, p99 {:.0} ms",
+                percentile(v, 50.0),
+                percentile(v, 99.0)
+            )
+        })
+        .collect();
+    println!("stages: {}", parts.join("; "));
+    Ok(())
 }
 
 pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
@@ -208,6 +276,7 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         percentile(&lat, 99.0),
         lat.last().copied().unwrap_or(f64::NAN)
     );
+    stage_split(&coll, &topic, args.warmup + total, &sent_at, &arrivals).await?;
     db.drop().await?;
     let _ = client.delete_queue().queue_url(&queue_url).send().await;
     anyhow::ensure!(

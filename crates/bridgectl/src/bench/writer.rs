@@ -209,9 +209,9 @@ fn peak_rss_mb(child: &Child) -> anyhow::Result<f64> {
     Ok(kb / 1_024.0)
 }
 
-/// CPU seconds (user + system, all its threads) the child has used so far.
-fn cpu_seconds(child: &Child) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))?;
+/// CPU seconds (user + system, all its threads) process `pid` has used so far.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // After the parenthesised command name, utime and stime are the 12th and 13th fields.
     let rest = stat.rsplit_once(')').context("stat")?.1;
     let ticks: f64 = rest
@@ -226,6 +226,25 @@ fn cpu_seconds(child: &Child) -> anyhow::Result<f64> {
         .parse()
         .context("CLK_TCK")?;
     Ok(ticks / hz)
+}
+
+/// The stack's MongoDB server process (its pid file), to charge each phase the
+/// server CPU it caused.
+fn mongo_pid() -> anyhow::Result<u32> {
+    let dir = StackEnv::get().var("IOT_BRIDGE_STATE_DIR");
+    let pid = std::fs::read_to_string(format!("{dir}/run/mongo.pid"))?;
+    pid.trim().parse().context("mongo.pid")
+}
+
+/// Runs `phase` and returns its result with the server's CPU per document (us).
+async fn with_server_cpu<T>(
+    docs: usize,
+    phase: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, f64)> {
+    let pid = mongo_pid()?;
+    let before = cpu_seconds(pid)?;
+    let out = phase.await?;
+    Ok((out, (cpu_seconds(pid)? - before) * 1e6 / docs as f64))
 }
 
 async fn stop(mut run: WriterRun) -> anyhow::Result<()> {
@@ -291,18 +310,30 @@ pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
         })
         .collect();
     let bare_rate = per_s(docs.len(), raw_insert(&docs, false).await?);
-    let insert_rate = per_s(docs.len(), raw_insert(&docs, true).await?);
-    let ceiling = consumer_rate.min(insert_rate);
+    let (took, raw_server_us) = with_server_cpu(docs.len(), raw_insert(&docs, true)).await?;
+    let insert_before = per_s(docs.len(), took);
     println!(
-        "raw consumer: {consumer_rate:.0} msg/s; raw insert_many (1,000 per call, unordered) into the writer's collection shape (its deviceId/ts index): {insert_rate:.0} docs/s (without the index: {bare_rate:.0}); ceiling {ceiling:.0}/s"
+        "raw consumer: {consumer_rate:.0} msg/s; raw insert_many (1,000 per call, unordered) into the writer's collection shape (its deviceId/ts index): {insert_before:.0} docs/s (without the index: {bare_rate:.0}); server CPU {raw_server_us:.1} us/doc"
     );
 
-    let (rate, run) = writer_run(&args.writer_bin, &bootstrap, &topic, &msgs).await?;
+    let ((rate, run), writer_server_us) = with_server_cpu(
+        args.messages,
+        writer_run(&args.writer_bin, &bootstrap, &topic, &msgs),
+    )
+    .await?;
     let rss = peak_rss_mb(&run.child)?;
-    let cpu = cpu_seconds(&run.child)?;
+    let cpu = cpu_seconds(run.child.id())?;
     stop(run).await?;
+    // The server drifts (+-20% between phases here); measuring the ceiling on both
+    // sides of the writer and taking the mean keeps the drift out of the ratio.
+    let insert_after = per_s(docs.len(), raw_insert(&docs, true).await?);
+    let insert_rate = (insert_before + insert_after) / 2.0;
+    let ceiling = consumer_rate.min(insert_rate);
     println!(
-        "writer, 6 partitions, {} messages: {rate:.0} docs/s ({:.3} of the ceiling); peak RSS {rss:.1} MB; writer CPU {cpu:.2} s ({:.1} us/doc)",
+        "raw insert_many again after the writer: {insert_after:.0} docs/s; ceiling {ceiling:.0}/s (the lower of the consumer and the mean of the two inserts)"
+    );
+    println!(
+        "writer, 6 partitions, {} messages: {rate:.0} docs/s ({:.3} of the ceiling); peak RSS {rss:.1} MB; writer CPU {cpu:.2} s ({:.1} us/doc); server CPU {writer_server_us:.1} us/doc (raw insert: {raw_server_us:.1})",
         args.messages,
         rate / ceiling,
         cpu * 1e6 / args.messages as f64
