@@ -565,7 +565,7 @@ def serve_waitress(argv: list) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # as moto.server.main does
-    threads = int(os.environ.get("MOTO_THREADS", "64"))
+    threads = 64
     _warn(f"serving on http://{args.host}:{args.port} (waitress, {threads} threads)")
     waitress.serve(
         app,
@@ -574,7 +574,6 @@ def serve_waitress(argv: list) -> None:
         threads=threads,
         connection_limit=512,
         channel_timeout=120,
-        _quiet=True,
     )
 
 
