@@ -15,7 +15,7 @@ use rdkafka::Message as _;
 use serde_json::json;
 use testkit::{StackEnv, unique};
 
-use super::e2e_sqs::{Clock, create_queue, latencies, send_paced, sqs_floor};
+use super::e2e_sqs::{Clock, create_queue, latencies, latency_by_key, send_paced, sqs_floor};
 use crate::common::{parse_duration, percentile, sqs};
 use crate::esm::EsmArgs;
 
@@ -51,13 +51,7 @@ async fn stage_split(
     sent_at: &Clock,
     arrivals: &Clock,
 ) -> anyhow::Result<()> {
-    let totals: HashMap<String, f64> = {
-        let sent = sent_at.lock().unwrap_or_else(|e| e.into_inner());
-        let arrived = arrivals.lock().unwrap_or_else(|e| e.into_inner());
-        sent.iter()
-            .filter_map(|(k, s)| Some((k.clone(), (*arrived.get(k)? - *s).as_secs_f64() * 1e3)))
-            .collect()
-    };
+    let totals = latency_by_key(sent_at, arrivals);
     let mut produced_at = HashMap::with_capacity(records);
     for r in testkit::kafka::read_n(topic, records).await {
         let key = testkit::kafka::header(&r, telemetry::envelope::header::IDEMPOTENCY_KEY);

@@ -74,14 +74,18 @@ pub async fn send_paced(
 
 /// Latencies (ms, sorted) of the keys that arrived.
 pub fn latencies(sent_at: &Clock, arrivals: &Clock) -> Vec<f64> {
-    let sent = sent_at.lock().unwrap_or_else(|e| e.into_inner());
-    let arrived = arrivals.lock().unwrap_or_else(|e| e.into_inner());
-    let mut lat: Vec<f64> = sent
-        .iter()
-        .filter_map(|(k, s)| Some((*arrived.get(k)? - *s).as_secs_f64() * 1_000.0))
-        .collect();
+    let mut lat: Vec<f64> = latency_by_key(sent_at, arrivals).into_values().collect();
     lat.sort_by(f64::total_cmp);
     lat
+}
+
+/// Latency (ms) of each key that arrived.
+pub fn latency_by_key(sent_at: &Clock, arrivals: &Clock) -> HashMap<String, f64> {
+    let sent = sent_at.lock().unwrap_or_else(|e| e.into_inner());
+    let arrived = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+    sent.iter()
+        .filter_map(|(k, s)| Some((k.clone(), (*arrived.get(k)? - *s).as_secs_f64() * 1_000.0)))
+        .collect()
 }
 
 /// A queue; with a DLQ after `max_receive` receives when that is above 0.
