@@ -11,7 +11,7 @@
 //! second serialization pass on the way to the server (BENCHMARKS.md, bench writer).
 
 use bson::DateTime as BsonDateTime;
-use bson::raw::{RawArrayBuf, RawBson, RawDocumentBuf};
+use bson::raw::{RawArrayBuf, RawBson, RawBsonRef, RawDocumentBuf};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -107,21 +107,31 @@ fn map_to_raw(map: &Map<String, Value>) -> Result<RawDocumentBuf, NulKey> {
         if k.contains('\0') {
             return Err(inside(NulKey { rev_path: vec![] }));
         }
-        d.append(k, json_to_raw(v).map_err(inside)?);
+        // Scalars are written from borrows: no copy of each string on the way.
+        match v {
+            Value::String(s) => d.append_ref(k, RawBsonRef::String(s)),
+            Value::Array(_) | Value::Object(_) => d.append(k, json_to_raw(v).map_err(inside)?),
+            scalar => d.append_ref(k, scalar_to_raw(scalar)),
+        }
     }
     Ok(d)
+}
+
+fn scalar_to_raw(value: &Value) -> RawBsonRef<'_> {
+    match value {
+        Value::Bool(b) => RawBsonRef::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => RawBsonRef::Int64(i),
+            None => RawBsonRef::Double(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => RawBsonRef::String(s),
+        Value::Null | Value::Array(_) | Value::Object(_) => RawBsonRef::Null,
+    }
 }
 
 /// Total, unlike serde's path through bson (which refuses u64 above i64::MAX).
 fn json_to_raw(value: &Value) -> Result<RawBson, NulKey> {
     Ok(match value {
-        Value::Null => RawBson::Null,
-        Value::Bool(b) => RawBson::Boolean(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => RawBson::Int64(i),
-            None => RawBson::Double(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Value::String(s) => RawBson::String(s.clone()),
         Value::Array(items) => {
             let mut a = RawArrayBuf::new();
             for (i, item) in items.iter().enumerate() {
@@ -133,5 +143,6 @@ fn json_to_raw(value: &Value) -> Result<RawBson, NulKey> {
             RawBson::Array(a)
         }
         Value::Object(map) => RawBson::Document(map_to_raw(map)?),
+        scalar => scalar_to_raw(scalar).to_raw_bson(),
     })
 }

@@ -133,9 +133,10 @@ fn replace_non_finite(text: &str) -> Cow<'_, str> {
                         c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')
                     })
                     .count();
-                let overflows = text[i..i + len]
-                    .parse::<f64>()
-                    .is_ok_and(|n| n.is_infinite());
+                // Only an exponent or 309+ digits can overflow: skip parsing the rest.
+                let token = &text[i..i + len];
+                let may_overflow = len > 308 || token.bytes().any(|c| matches!(c, b'e' | b'E'));
+                let overflows = may_overflow && token.parse::<f64>().is_ok_and(f64::is_infinite);
                 if !overflows {
                     i += len;
                     continue;

@@ -54,10 +54,12 @@ pub fn validate(
     now: DateTime<Utc>,
 ) -> Result<Telemetry, Rejection> {
     let mut v = Vec::new();
+    let mut path = Vec::new();
     for (key, value) in &body {
-        let mut path = String::new();
-        check_key(key, &mut path, &mut v);
+        path.push(Token::Key(key));
+        check_key(key, &path, &mut v);
         check_nesting(value, &mut path, 2, &mut v);
+        path.pop();
     }
     v.extend(
         non_finite
@@ -68,9 +70,9 @@ pub fn validate(
     let device_id = device_id(&body, &mut v);
     let seq = seq(&body, &mut v);
     let ts = timestamp(&body, now, &mut v);
-    let readings = readings(&body, non_finite, &mut v);
-    let meta = optional(&body, "meta", &mut v, "an object", |x| {
-        x.as_object().cloned()
+    let readings_ok = readings(&body, non_finite, &mut v);
+    let meta_ok = optional(&body, "meta", &mut v, "an object", |x| {
+        x.is_object().then_some(())
     });
     let mqtt_topic = optional(&body, FIELD_MQTT_TOPIC, &mut v, "a string", |x| {
         x.as_str().map(str::to_owned)
@@ -86,15 +88,18 @@ pub fn validate(
         |x| x.as_i64().and_then(DateTime::from_timestamp_millis),
     );
 
-    match (device_id, ts, readings) {
-        (Some(device_id), Some(ts), Some(readings)) if v.is_empty() => {
+    match (device_id, ts, meta_ok) {
+        (Some(device_id), Some(ts), Some(has_meta)) if readings_ok && v.is_empty() => {
+            // Moved out, not cloned; `take` leaves the order of the unknown fields alone.
+            let readings = take_object(&mut body, "readings").unwrap_or_default();
+            let meta = has_meta.and_then(|()| take_object(&mut body, "meta"));
             body.retain(|k, _| !KNOWN_FIELDS.contains(&k.as_str()));
             Ok(Telemetry {
                 device_id,
                 seq,
                 ts,
                 readings,
-                meta: meta.flatten(),
+                meta,
                 mqtt_topic: mqtt_topic.flatten(),
                 client_id: client_id.flatten(),
                 received_at: received_at.flatten(),
@@ -195,14 +200,18 @@ fn timestamp(
     None
 }
 
-fn readings(
-    body: &Map<String, Value>,
-    non_finite: &[String],
-    v: &mut Vec<Violation>,
-) -> Option<Map<String, Value>> {
+fn take_object(body: &mut Map<String, Value>, field: &str) -> Option<Map<String, Value>> {
+    match body.get_mut(field).map(Value::take) {
+        Some(Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+/// Whether `readings` passed every rule.
+fn readings(body: &Map<String, Value>, non_finite: &[String], v: &mut Vec<Violation>) -> bool {
     let Some(value) = body.get("readings") else {
         v.push(Violation::new("/readings", Rule::Required));
-        return None;
+        return false;
     };
     let Some(map) = value.as_object() else {
         v.push(Violation::new(
@@ -211,7 +220,7 @@ fn readings(
                 expected: "an object",
             },
         ));
-        return None;
+        return false;
     };
     let before = v.len();
     if map.len() > MAX_READINGS {
@@ -220,24 +229,32 @@ fn readings(
             Rule::MaxEntries { max: MAX_READINGS },
         ));
     }
-    for (name, reading) in map {
+    // The pointer is built only for a reading that may be wrong: most are numbers.
+    let path_of = |name: &str| {
         let mut path = String::from("/readings");
         push_pointer_token(&mut path, name);
+        path
+    };
+    for (name, reading) in map {
         let rule = match reading {
             Value::Number(_) | Value::Bool(_) => continue,
-            Value::String(s) if s.chars().count() <= MAX_READING_CHARS => continue,
+            Value::String(s)
+                if s.len() <= MAX_READING_CHARS || s.chars().count() <= MAX_READING_CHARS =>
+            {
+                continue;
+            }
             Value::String(_) => Rule::MaxLength {
                 max: MAX_READING_CHARS,
             },
             // Already reported as NonFinite by the parse step.
-            Value::Null if non_finite.contains(&path) => continue,
+            Value::Null if non_finite.contains(&path_of(name)) => continue,
             _ => Rule::Type {
                 expected: "a finite number, a boolean or a string",
             },
         };
-        v.push(Violation::new(path, rule));
+        v.push(Violation::new(path_of(name), rule));
     }
-    (v.len() == before).then(|| map.clone())
+    v.len() == before
 }
 
 /// `Some(None)`: absent. `Some(Some(x))`: present and well-typed. `None`: present and wrong.
@@ -260,19 +277,43 @@ fn optional<T>(
     }
 }
 
-fn check_key(key: &str, path: &mut String, v: &mut Vec<Violation>) {
-    push_pointer_token(path, key);
+/// A step of a JSON Pointer, kept unescaped until a violation needs the pointer.
+enum Token<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn pointer(path: &[Token<'_>]) -> String {
+    let mut out = String::new();
+    for token in path {
+        match token {
+            Token::Key(key) => push_pointer_token(&mut out, key),
+            Token::Index(idx) => {
+                out.push('/');
+                out.push_str(&idx.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn check_key(key: &str, path: &[Token<'_>], v: &mut Vec<Violation>) {
     if key.starts_with('$') || key.contains('.') || key.contains('\0') {
-        v.push(Violation::new(path.clone(), Rule::ReservedKey));
+        v.push(Violation::new(pointer(path), Rule::ReservedKey));
     }
 }
 
 /// Walks below a top-level field; `depth` counts the body object as level 1.
-fn check_nesting(value: &Value, path: &mut String, depth: usize, v: &mut Vec<Violation>) {
+fn check_nesting<'a>(
+    value: &'a Value,
+    path: &mut Vec<Token<'a>>,
+    depth: usize,
+    v: &mut Vec<Violation>,
+) {
     let is_container = matches!(value, Value::Object(_) | Value::Array(_));
     if is_container && depth > MAX_DEPTH {
         v.push(Violation::new(
-            path.clone(),
+            pointer(path),
             Rule::MaxDepth { max: MAX_DEPTH },
         ));
         return;
@@ -280,19 +321,17 @@ fn check_nesting(value: &Value, path: &mut String, depth: usize, v: &mut Vec<Vio
     match value {
         Value::Object(map) => {
             for (key, child) in map {
-                let len = path.len();
+                path.push(Token::Key(key));
                 check_key(key, path, v);
                 check_nesting(child, path, depth + 1, v);
-                path.truncate(len);
+                path.pop();
             }
         }
         Value::Array(items) => {
             for (idx, child) in items.iter().enumerate() {
-                let len = path.len();
-                path.push('/');
-                path.push_str(&idx.to_string());
+                path.push(Token::Index(idx));
                 check_nesting(child, path, depth + 1, v);
-                path.truncate(len);
+                path.pop();
             }
         }
         _ => {}

@@ -209,6 +209,20 @@ fn peak_rss_mb(child: &Child) -> anyhow::Result<f64> {
     Ok(kb / 1_024.0)
 }
 
+/// Clock ticks per second, asked of `getconf` once.
+fn clock_ticks() -> anyhow::Result<f64> {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    if let Some(hz) = HZ.get() {
+        return Ok(*hz);
+    }
+    let out = Command::new("getconf").arg("CLK_TCK").output()?.stdout;
+    let hz: f64 = String::from_utf8_lossy(&out)
+        .trim()
+        .parse()
+        .context("CLK_TCK")?;
+    Ok(*HZ.get_or_init(|| hz))
+}
+
 /// CPU seconds (user + system, all its threads) process `pid` has used so far.
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -220,12 +234,23 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
         .take(2)
         .map(|f| f.parse::<f64>().context("stat field"))
         .sum::<anyhow::Result<f64>>()?;
-    let hz = Command::new("getconf").arg("CLK_TCK").output()?.stdout;
-    let hz: f64 = String::from_utf8_lossy(&hz)
-        .trim()
-        .parse()
-        .context("CLK_TCK")?;
-    Ok(ticks / hz)
+    Ok(ticks / clock_ticks()?)
+}
+
+/// CPU seconds the whole machine has spent busy (all but idle and iowait), all cores.
+fn machine_busy_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .context("/proc/stat")?
+        .split_whitespace()
+        .map(|f| f.parse::<f64>().context("/proc/stat field"))
+        .collect::<anyhow::Result<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: f64 = fields.iter().take(8).sum::<f64>() - fields[3] - fields[4];
+    Ok(busy / clock_ticks()?)
 }
 
 /// The stack's MongoDB server process (its pid file), to charge each phase the
@@ -236,15 +261,44 @@ fn mongo_pid() -> anyhow::Result<u32> {
     pid.trim().parse().context("mongo.pid")
 }
 
-/// Runs `phase` and returns its result with the server's CPU per document (us).
+/// Where a phase's CPU went: is the server starved by the machine, or idle?
+struct PhaseCpu {
+    server_us_per_doc: f64,
+    server_cores: f64,
+    machine_cores: f64,
+}
+
+impl std::fmt::Display for PhaseCpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "server CPU {:.1} us/doc, {:.2} cores; machine busy {:.2} of {} cores",
+            self.server_us_per_doc,
+            self.server_cores,
+            self.machine_cores,
+            std::thread::available_parallelism().map_or(0, usize::from)
+        )
+    }
+}
+
+/// Runs `phase` and returns its result with the CPU the server and the machine used.
 async fn with_server_cpu<T>(
     docs: usize,
     phase: impl Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<(T, f64)> {
+) -> anyhow::Result<(T, PhaseCpu)> {
     let pid = mongo_pid()?;
-    let before = cpu_seconds(pid)?;
+    let (server, machine, started) = (cpu_seconds(pid)?, machine_busy_seconds()?, Instant::now());
     let out = phase.await?;
-    Ok((out, (cpu_seconds(pid)? - before) * 1e6 / docs as f64))
+    let secs = started.elapsed().as_secs_f64();
+    let server = cpu_seconds(pid)? - server;
+    Ok((
+        out,
+        PhaseCpu {
+            server_us_per_doc: server * 1e6 / docs as f64,
+            server_cores: server / secs,
+            machine_cores: (machine_busy_seconds()? - machine) / secs,
+        },
+    ))
 }
 
 async fn stop(mut run: WriterRun) -> anyhow::Result<()> {
@@ -310,13 +364,13 @@ pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
         })
         .collect();
     let bare_rate = per_s(docs.len(), raw_insert(&docs, false).await?);
-    let (took, raw_server_us) = with_server_cpu(docs.len(), raw_insert(&docs, true)).await?;
+    let (took, raw_cpu) = with_server_cpu(docs.len(), raw_insert(&docs, true)).await?;
     let insert_before = per_s(docs.len(), took);
     println!(
-        "raw consumer: {consumer_rate:.0} msg/s; raw insert_many (1,000 per call, unordered) into the writer's collection shape (its deviceId/ts index): {insert_before:.0} docs/s (without the index: {bare_rate:.0}); server CPU {raw_server_us:.1} us/doc"
+        "raw consumer: {consumer_rate:.0} msg/s; raw insert_many (1,000 per call, unordered) into the writer's collection shape (its deviceId/ts index): {insert_before:.0} docs/s (without the index: {bare_rate:.0}); {raw_cpu}"
     );
 
-    let ((rate, run), writer_server_us) = with_server_cpu(
+    let ((rate, run), writer_cpu) = with_server_cpu(
         args.messages,
         writer_run(&args.writer_bin, &bootstrap, &topic, &msgs),
     )
@@ -333,7 +387,7 @@ pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
         "raw insert_many again after the writer: {insert_after:.0} docs/s; ceiling {ceiling:.0}/s (the lower of the consumer and the mean of the two inserts)"
     );
     println!(
-        "writer, 6 partitions, {} messages: {rate:.0} docs/s ({:.3} of the ceiling); peak RSS {rss:.1} MB; writer CPU {cpu:.2} s ({:.1} us/doc); server CPU {writer_server_us:.1} us/doc (raw insert: {raw_server_us:.1})",
+        "writer, 6 partitions, {} messages: {rate:.0} docs/s ({:.3} of the ceiling); peak RSS {rss:.1} MB; writer CPU {cpu:.2} s ({:.1} us/doc); {writer_cpu}",
         args.messages,
         rate / ceiling,
         cpu * 1e6 / args.messages as f64
