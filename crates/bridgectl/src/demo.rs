@@ -60,6 +60,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         until_empty: true,
         max_batches: None,
         concurrency: 5,
+        max_concurrency: 20,
         invoke_url: None,
         function_name: "sqs-to-kafka".into(),
         json: true,

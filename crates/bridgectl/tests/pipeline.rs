@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -317,19 +318,40 @@ async fn with_the_broker_down_messages_reach_the_sqs_dlq_and_a_redrive_stores_th
     assert_eq!(p.sqs_depth("SQS_DLQ_URL").await, (0, 0));
 }
 
-/// A Lambda Invoke endpoint whose function reports one transient failure: the
-/// record whose body is "fail-me". Returns its URL and the batch sizes it saw.
-async fn fake_function() -> (String, Arc<Mutex<Vec<usize>>>) {
+/// A Lambda Invoke endpoint whose function takes `duration` per invocation and
+/// reports one transient failure: the record whose body is "fail-me".
+struct FakeFunction {
+    url: String,
+    /// Records per invocation, in order.
+    batches: Arc<Mutex<Vec<usize>>>,
+    /// The most invocations that ran at once.
+    most_at_once: Arc<AtomicUsize>,
+}
+
+async fn fake_function(duration: Duration) -> FakeFunction {
     use axum::{Json, Router, routing::post};
-    let seen: Arc<Mutex<Vec<usize>>> = Arc::default();
-    let seen_in = Arc::clone(&seen);
+    let batches: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let (running, most_at_once) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (batches_in, running_in, most_in) = (
+        Arc::clone(&batches),
+        Arc::clone(&running),
+        Arc::clone(&most_at_once),
+    );
     let app = Router::new().route(
         "/2015-03-31/functions/sqs-to-kafka/invocations",
         post(move |Json(event): Json<Value>| {
-            let seen = Arc::clone(&seen_in);
+            let (batches, running, most) = (
+                Arc::clone(&batches_in),
+                Arc::clone(&running_in),
+                Arc::clone(&most_in),
+            );
             async move {
+                most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                // The function's own run time, as a slow Lambda would take.
+                tokio::time::sleep(duration).await;
+                running.fetch_sub(1, Ordering::SeqCst);
                 let records = event["Records"].as_array().cloned().unwrap_or_default();
-                seen.lock().unwrap().push(records.len());
+                batches.lock().unwrap().push(records.len());
                 let failures: Vec<Value> = records
                     .iter()
                     .filter(|r| r["body"] == "fail-me")
@@ -342,7 +364,11 @@ async fn fake_function() -> (String, Arc<Mutex<Vec<usize>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
+    FakeFunction {
+        url,
+        batches,
+        most_at_once,
+    }
 }
 
 /// Sends `bodies` to the queue, then runs `bridgectl esm` for exactly one batch
@@ -388,12 +414,12 @@ async fn esm_one_batch(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_received_again_within_the_batching_window_is_in_the_batch_once() {
     let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
-    let (url, seen) = fake_function().await;
+    let f = fake_function(Duration::ZERO).await;
     // Visibility 0: every receive in the 2 s window returns the same three records again.
-    let out = esm_one_batch(&p, &url, &["ok-1", "ok-2", "ok-3"], "2s", "0").await;
+    let out = esm_one_batch(&p, &f.url, &["ok-1", "ok-2", "ok-3"], "2s", "0").await;
     assert_eq!(out["received"].as_u64(), Some(3), "{out}");
     assert_eq!(
-        *seen.lock().unwrap(),
+        *f.batches.lock().unwrap(),
         vec![3],
         "each record once in the batch"
     );
@@ -402,9 +428,9 @@ async fn a_record_received_again_within_the_batching_window_is_in_the_batch_once
 #[tokio::test(flavor = "multi_thread")]
 async fn the_esm_deletes_only_the_successes() {
     let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
-    let (url, seen) = fake_function().await;
+    let f = fake_function(Duration::ZERO).await;
     let client = sqs::client().await;
-    let out = esm_one_batch(&p, &url, &["ok-1", "fail-me", "ok-2"], "1s", "2").await;
+    let out = esm_one_batch(&p, &f.url, &["ok-1", "fail-me", "ok-2"], "1s", "2").await;
     assert_eq!(
         (
             out["received"].as_u64(),
@@ -415,7 +441,7 @@ async fn the_esm_deletes_only_the_successes() {
         "{out}"
     );
     assert_eq!(
-        *seen.lock().unwrap(),
+        *f.batches.lock().unwrap(),
         vec![3],
         "one invocation with the whole batch"
     );
@@ -450,6 +476,61 @@ async fn the_esm_deletes_only_the_successes() {
     // receiving the record again (it is kept once in the batch) also counts.
     let count: u32 = count.parse().unwrap();
     assert!(count >= 2, "its receive count went up: {count}");
+}
+
+/// AWS adds pollers while messages wait; without that, a mapping that falls behind
+/// at a steady rate never catches up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_esm_adds_pollers_while_messages_wait_up_to_its_maximum() {
+    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let f = fake_function(Duration::from_millis(150)).await;
+    let client = sqs::client().await;
+    for chunk in 0..20 {
+        let entries = (0..10).map(|i| {
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(format!("ok-{chunk}-{i}"))
+                .build()
+                .unwrap()
+        });
+        let sent = client
+            .send_message_batch()
+            .queue_url(p.var("SQS_QUEUE_URL"))
+            .set_entries(Some(entries.collect()))
+            .send()
+            .await
+            .unwrap();
+        assert!(sent.failed().is_empty());
+    }
+    let args = [
+        "esm",
+        "--invoke-url",
+        &f.url,
+        "--concurrency",
+        "1",
+        "--max-concurrency",
+        "4",
+        "--batch-size",
+        "10",
+        "--wait-time",
+        "1",
+        "--until-empty",
+        "--json",
+    ];
+    let out: Value = serde_json::from_str(p.bridgectl(&args, &[]).trim()).unwrap();
+    assert_eq!(
+        (out["received"].as_u64(), out["deleted"].as_u64()),
+        (Some(200), Some(200)),
+        "{out}"
+    );
+    // One poller alone would need 20 invocations of 150 ms: the backlog lasts long
+    // enough for a step every 200 ms to reach the maximum.
+    assert_eq!(out["peak_pollers"].as_u64(), Some(4), "{out}");
+    let most = f.most_at_once.load(Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&most),
+        "invocations ran in parallel, never more than the maximum: {most} at once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

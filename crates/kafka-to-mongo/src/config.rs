@@ -57,10 +57,12 @@ pub struct Config {
     #[arg(long, env = "KAFKA_PREFETCH_KBYTES", default_value_t = 512)]
     pub prefetch_kbytes: u32,
     /// Longest time the broker may hold a fetch with no new data (librdkafka
-    /// fetch.wait.max.ms). Lower cuts latency at low rates (at 200 msg/s, 50 ms took the
-    /// e2e p50 from 169 to 35 ms) but costs the broker more requests, which hurt on the
-    /// saturated local stack at 1,000 msg/s (BENCHMARKS.md).
-    #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 500)]
+    /// fetch.wait.max.ms; its default is 500). Kafka answers a waiting fetch as soon as
+    /// data arrives, so there this only sets how often an idle writer asks (10/s at 100).
+    /// Nisshi polls its storage while a fetch waits, sleeping half the time left, so
+    /// there it adds up to half of itself to latency: 100 took the local e2e p99 at
+    /// 1,000 msg/s from about 630 to 370-450 ms (BENCHMARKS.md).
+    #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 100)]
     pub fetch_wait_max_ms: u32,
     /// Longest wait between retries of a failing write (exponential backoff with jitter, no total cap).
     #[arg(long, env = "RETRY_MAX_BACKOFF_MS", default_value_t = 30_000)]

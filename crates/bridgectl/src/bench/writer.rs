@@ -82,6 +82,7 @@ const PASSED_THROUGH: &[&str] = &[
     "BATCH_SIZE",
     "BATCH_LINGER_MS",
     "KAFKA_PREFETCH_KBYTES",
+    "KAFKA_FETCH_WAIT_MAX_MS",
     "MALLOC_ARENA_MAX",
 ];
 

@@ -21,6 +21,9 @@ use sqs_to_kafka::Bridge;
 
 use crate::common::{SqsArgs, parse_duration, sqs};
 
+mod scaling;
+use scaling::Pollers;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct EsmArgs {
     #[command(flatten)]
@@ -46,9 +49,16 @@ pub struct EsmArgs {
     /// Exit after this many invocations (for tests and scripts).
     #[arg(long)]
     pub max_batches: Option<u64>,
-    /// Batches polled and invoked at once (AWS starts an SQS mapping with 5).
+    /// Pollers at start, and the fewest kept: each polls and invokes one batch at a
+    /// time (AWS starts an SQS mapping with 5).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1_000))]
     pub concurrency: u16,
+    /// Most pollers while messages wait: one is added every 200 ms while more are
+    /// visible than a receive by each poller takes, and one retires when its long
+    /// poll comes back empty (AWS: `ScalingConfig.MaximumConcurrency`). Equal to
+    /// --concurrency: no scaling.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u16).range(1..=1_000))]
+    pub max_concurrency: u16,
     /// Invoke over the Lambda Invoke API (e.g. `cargo lambda watch` at http://127.0.0.1:9000)
     /// instead of running the sqs-to-kafka handler in this process.
     #[arg(long)]
@@ -66,6 +76,8 @@ pub struct EsmSummary {
     pub received: u64,
     pub deleted: u64,
     pub failed: u64,
+    /// The most pollers that ran at once.
+    pub peak_pollers: usize,
 }
 
 enum Invoker {
@@ -138,6 +150,7 @@ struct Shared {
     received: AtomicU64,
     deleted: AtomicU64,
     failed: AtomicU64,
+    pollers: Pollers,
     progress: ProgressBar,
 }
 
@@ -146,6 +159,12 @@ pub async fn run(
     lambda: Option<sqs_to_kafka::Config>,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<EsmSummary> {
+    anyhow::ensure!(
+        args.max_concurrency >= args.concurrency,
+        "--max-concurrency ({}) must be at least --concurrency ({})",
+        args.max_concurrency,
+        args.concurrency
+    );
     let client = sqs().await;
     let arn = queue_arn(&client, &args.sqs.queue_url).await?;
     let region = client
@@ -179,7 +198,7 @@ pub async fn run(
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     progress.enable_steady_tick(Duration::from_millis(200));
-    tracing::info!(queue = %args.sqs.queue_url, batch_size = args.batch_size, pollers = args.concurrency, "event-source mapping running");
+    tracing::info!(queue = %args.sqs.queue_url, batch_size = args.batch_size, pollers = args.concurrency, max_pollers = args.max_concurrency, "event-source mapping running");
     let shared = Arc::new(Shared {
         client,
         arn,
@@ -189,14 +208,21 @@ pub async fn run(
         received: AtomicU64::new(0),
         deleted: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        pollers: Pollers::new(
+            usize::from(args.concurrency),
+            usize::from(args.max_concurrency),
+        ),
         progress,
         args,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut pollers = tokio::task::JoinSet::new();
-    for _ in 0..shared.args.concurrency {
-        pollers.spawn(poll(Arc::clone(&shared), stop_rx.clone()));
+    for _ in 0..shared.pollers.min() {
+        shared.pollers.started();
+        pollers.spawn(poller(Arc::clone(&shared), stop_rx.clone()));
     }
+    let mut scale = tokio::time::interval(Pollers::STEP);
+    scale.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
     let mut result = Ok(());
     loop {
@@ -204,6 +230,19 @@ pub async fn run(
             () = &mut stop, if !*stop_tx.borrow() => {
                 // Pollers finish the batch in hand (its deletes included), then exit.
                 let _ = stop_tx.send(true);
+            }
+            _ = scale.tick(), if !*stop_tx.borrow() => {
+                let visible = match depth(&shared.client, &shared.args.sqs.queue_url).await {
+                    Ok((visible, _)) => u64::try_from(visible).unwrap_or(0),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "queue depth unknown; not scaling this step");
+                        0
+                    }
+                };
+                if shared.pollers.grow(visible, usize::from(shared.args.batch_size)) {
+                    tracing::info!(pollers = shared.pollers.live(), "messages are waiting: one more poller");
+                    pollers.spawn(poller(Arc::clone(&shared), stop_rx.clone()));
+                }
             }
             joined = pollers.join_next() => match joined {
                 None => break,
@@ -226,28 +265,57 @@ pub async fn run(
         received: shared.received.load(Ordering::SeqCst),
         deleted: shared.deleted.load(Ordering::SeqCst),
         failed: shared.failed.load(Ordering::SeqCst),
+        peak_pollers: shared.pollers.peak(),
     })
+}
+
+enum Exit {
+    /// Stopped, drained (`--until-empty`) or done (`--max-batches`).
+    Done,
+    /// Scaled in: its long poll came back empty while more than the minimum ran.
+    Retired,
+}
+
+/// Runs [`poll`] and counts the poller out when it ends other than by retiring.
+async fn poller(
+    shared: Arc<Shared>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let exit = poll(Arc::clone(&shared), stop).await;
+    match exit {
+        Ok(Exit::Retired) => {
+            tracing::info!(
+                pollers = shared.pollers.live(),
+                "queue empty: a poller retired"
+            );
+            Ok(())
+        }
+        other => {
+            shared.pollers.exited();
+            other.map(drop)
+        }
+    }
 }
 
 /// One poller: receive a batch, invoke, delete the successes; again until stopped.
 async fn poll(
     shared: Arc<Shared>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Exit> {
     let (s, queue) = (&*shared, shared.args.sqs.queue_url.as_str());
     loop {
         if *stop.borrow() {
-            return Ok(());
+            return Ok(Exit::Done);
         }
         if let Some(max) = s.args.max_batches
             && s.invocations.fetch_add(1, Ordering::SeqCst) >= max
         {
             s.invocations.fetch_sub(1, Ordering::SeqCst);
-            return Ok(());
+            return Ok(Exit::Done);
         }
         let receiving = Instant::now();
         let batch = tokio::select! {
-            _ = stop.changed() => return Ok(()),
+            _ = stop.changed() => return Ok(Exit::Done),
             b = receive_batch(&s.client, queue, &s.args, &s.arn, &s.region) => b?,
         };
         if batch.is_empty() {
@@ -255,7 +323,10 @@ async fn poll(
                 s.invocations.fetch_sub(1, Ordering::SeqCst);
             }
             if s.args.until_empty && drained(&s.client, queue).await? {
-                return Ok(());
+                return Ok(Exit::Done);
+            }
+            if s.pollers.retire() {
+                return Ok(Exit::Retired);
             }
             continue;
         }
