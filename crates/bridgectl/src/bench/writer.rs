@@ -59,7 +59,10 @@ async fn raw_consume(bootstrap: &str, topic: &str, n: usize) -> anyhow::Result<D
 
 /// `indexed`: with the writer's `{deviceId: 1, ts: -1}` index, the collection the
 /// writer must maintain (the ceiling); without it only for reference.
-async fn raw_insert(docs: &[RawDocumentBuf], indexed: bool) -> anyhow::Result<Duration> {
+async fn raw_insert(
+    docs: &[RawDocumentBuf],
+    indexed: bool,
+) -> anyhow::Result<(Duration, PhaseCpu)> {
     let db = testkit::mongo::fresh_database("bench_raw").await;
     let coll = db.collection::<RawDocumentBuf>("telemetry");
     if indexed {
@@ -68,13 +71,13 @@ async fn raw_insert(docs: &[RawDocumentBuf], indexed: bool) -> anyhow::Result<Du
             .build();
         coll.create_index(index).await?;
     }
-    let started = Instant::now();
+    let (started, mark) = (Instant::now(), CpuMark::now()?);
     for chunk in docs.chunks(1_000) {
         coll.insert_many(chunk).ordered(false).await?;
     }
-    let took = started.elapsed();
+    let (took, cpu) = (started.elapsed(), mark.since(docs.len())?);
     db.drop().await?;
-    Ok(took)
+    Ok((took, cpu))
 }
 
 /// Writer settings that change its speed or memory (README's configuration table).
@@ -172,14 +175,14 @@ async fn writer_run(
     bootstrap: &str,
     topic: &str,
     msgs: &[Map<String, Value>],
-) -> anyhow::Result<(f64, WriterRun)> {
+) -> anyhow::Result<(f64, WriterRun, PhaseCpu)> {
     let n = msgs.len();
     let last_keys = last_key_per_device(msgs);
     let database = unique("bench").replace('-', "_");
     let (child, health) = start_writer(bin, bootstrap, topic, &database)?;
     ready(health).await;
     let db = testkit::mongo::client().await.database(&database);
-    let started = Instant::now();
+    let (started, mark) = (Instant::now(), CpuMark::now()?);
     let coll = db.collection::<RawDocumentBuf>("telemetry");
     let last = doc! {"_id": {"$in": &last_keys}};
     testkit::wait_for(
@@ -191,13 +194,13 @@ async fn writer_run(
         },
     )
     .await;
-    let took = started.elapsed();
+    let (took, cpu) = (started.elapsed(), mark.since(n)?);
     let stored = coll.count_documents(doc! {}).await? as usize;
     anyhow::ensure!(
         stored == n,
         "{stored} documents stored once the last ones were, expected {n}"
     );
-    Ok((per_s(n, took), WriterRun { child, db, health }))
+    Ok((per_s(n, took), WriterRun { child, db, health }, cpu))
 }
 
 fn peak_rss_mb(child: &Child) -> anyhow::Result<f64> {
@@ -282,24 +285,35 @@ impl std::fmt::Display for PhaseCpu {
     }
 }
 
-/// Runs `phase` and returns its result with the CPU the server and the machine used.
-async fn with_server_cpu<T>(
-    docs: usize,
-    phase: impl Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<(T, PhaseCpu)> {
-    let pid = mongo_pid()?;
-    let (server, machine, started) = (cpu_seconds(pid)?, machine_busy_seconds()?, Instant::now());
-    let out = phase.await?;
-    let secs = started.elapsed().as_secs_f64();
-    let server = cpu_seconds(pid)? - server;
-    Ok((
-        out,
-        PhaseCpu {
+/// CPU counters at the start of a timed phase: the cores are those of the timed
+/// part only, not of its set-up (dropping a database, starting the writer).
+struct CpuMark {
+    server_pid: u32,
+    server: f64,
+    machine: f64,
+    at: Instant,
+}
+
+impl CpuMark {
+    fn now() -> anyhow::Result<Self> {
+        let server_pid = mongo_pid()?;
+        Ok(Self {
+            server: cpu_seconds(server_pid)?,
+            machine: machine_busy_seconds()?,
+            server_pid,
+            at: Instant::now(),
+        })
+    }
+
+    fn since(&self, docs: usize) -> anyhow::Result<PhaseCpu> {
+        let secs = self.at.elapsed().as_secs_f64();
+        let server = cpu_seconds(self.server_pid)? - self.server;
+        Ok(PhaseCpu {
             server_us_per_doc: server * 1e6 / docs as f64,
             server_cores: server / secs,
-            machine_cores: (machine_busy_seconds()? - machine) / secs,
-        },
-    ))
+            machine_cores: (machine_busy_seconds()? - self.machine) / secs,
+        })
+    }
 }
 
 async fn stop(mut run: WriterRun) -> anyhow::Result<()> {
@@ -364,24 +378,20 @@ pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
             telemetry::document::to_document(&key, &t, now).ok()
         })
         .collect();
-    let bare_rate = per_s(docs.len(), raw_insert(&docs, false).await?);
-    let (took, raw_cpu) = with_server_cpu(docs.len(), raw_insert(&docs, true)).await?;
+    let bare_rate = per_s(docs.len(), raw_insert(&docs, false).await?.0);
+    let (took, raw_cpu) = raw_insert(&docs, true).await?;
     let insert_before = per_s(docs.len(), took);
     println!(
         "raw consumer: {consumer_rate:.0} msg/s; raw insert_many (1,000 per call, unordered) into the writer's collection shape (its deviceId/ts index): {insert_before:.0} docs/s (without the index: {bare_rate:.0}); {raw_cpu}"
     );
 
-    let ((rate, run), writer_cpu) = with_server_cpu(
-        args.messages,
-        writer_run(&args.writer_bin, &bootstrap, &topic, &msgs),
-    )
-    .await?;
+    let (rate, run, writer_cpu) = writer_run(&args.writer_bin, &bootstrap, &topic, &msgs).await?;
     let rss = peak_rss_mb(&run.child)?;
     let cpu = cpu_seconds(run.child.id())?;
     stop(run).await?;
     // The server drifts (+-20% between phases here); measuring the ceiling on both
     // sides of the writer and taking the mean keeps the drift out of the ratio.
-    let insert_after = per_s(docs.len(), raw_insert(&docs, true).await?);
+    let insert_after = per_s(docs.len(), raw_insert(&docs, true).await?.0);
     let insert_rate = (insert_before + insert_after) / 2.0;
     let ceiling = consumer_rate.min(insert_rate);
     println!(
@@ -398,7 +408,7 @@ pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
     let mut rates = Vec::new();
     for partitions in [1, 2, 6] {
         let t = topic_with(&bootstrap, partitions, &scale_msgs).await;
-        let (r, run) = writer_run(&args.writer_bin, &bootstrap, &t, &scale_msgs).await?;
+        let (r, run, _) = writer_run(&args.writer_bin, &bootstrap, &t, &scale_msgs).await?;
         stop(run).await?;
         println!("scaling: {partitions} partition(s): {r:.0} docs/s");
         rates.push(r);
