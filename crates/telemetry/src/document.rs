@@ -109,7 +109,6 @@ fn map_to_raw(map: &Map<String, Value>) -> Result<RawDocumentBuf, NulKey> {
         }
         // Scalars are written from borrows: no copy of each string on the way.
         match v {
-            Value::String(s) => d.append_ref(k, RawBsonRef::String(s)),
             Value::Array(_) | Value::Object(_) => d.append(k, json_to_raw(v).map_err(inside)?),
             scalar => d.append_ref(k, scalar_to_raw(scalar)),
         }
@@ -117,6 +116,7 @@ fn map_to_raw(map: &Map<String, Value>) -> Result<RawDocumentBuf, NulKey> {
     Ok(d)
 }
 
+/// A scalar's BSON; containers go through [`json_to_raw`].
 fn scalar_to_raw(value: &Value) -> RawBsonRef<'_> {
     match value {
         Value::Bool(b) => RawBsonRef::Boolean(*b),

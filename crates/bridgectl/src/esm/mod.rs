@@ -231,7 +231,7 @@ pub async fn run(
                 // Pollers finish the batch in hand (its deletes included), then exit.
                 let _ = stop_tx.send(true);
             }
-            _ = scale.tick(), if !*stop_tx.borrow() => {
+            _ = scale.tick(), if !*stop_tx.borrow() && shared.pollers.can_grow() => {
                 let visible = match depth(&shared.client, &shared.args.sqs.queue_url).await {
                     Ok((visible, _)) => u64::try_from(visible).unwrap_or(0),
                     Err(e) => {

@@ -58,13 +58,16 @@ impl Pollers {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 let waiting = visible > (n * batch_size.min(10)) as u64;
                 (waiting && n < self.max).then_some(n + 1)
-            })
-            .is_ok();
-        if grown {
-            self.peak
-                .fetch_max(self.live.load(Ordering::SeqCst), Ordering::SeqCst);
+            });
+        if let Ok(before) = grown {
+            self.peak.fetch_max(before + 1, Ordering::SeqCst);
         }
-        grown
+        grown.is_ok()
+    }
+
+    /// Whether [`Pollers::grow`] could start one: the queue's depth is worth asking for.
+    pub fn can_grow(&self) -> bool {
+        self.live() < self.max
     }
 
     /// A poller's long poll came back empty: whether it should exit (counted out if so).
@@ -104,6 +107,7 @@ mod tests {
         assert_eq!(p.live(), 3, "one poller per step, however long the queue");
         assert!(!p.grow(21, 10), "3 pollers take 21");
         assert!(p.grow(1_000, 100), "a receive takes at most 10");
+        assert!(!p.can_grow());
         assert!(!p.grow(1_000, 10), "max reached");
         assert_eq!((p.live(), p.peak()), (4, 4));
     }
