@@ -61,7 +61,7 @@ pub struct Config {
     /// data arrives, so there this only sets how often an idle writer asks (10/s at 100).
     /// Nisshi polls its storage while a fetch waits, sleeping half the time left, so
     /// there it adds up to half of itself to latency: 100 took the local e2e p99 at
-    /// 1,000 msg/s from about 630 to 371-460 ms (BENCHMARKS.md).
+    /// 1,000 msg/s from about 630 to 371-467 ms (BENCHMARKS.md).
     #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 100)]
     pub fetch_wait_max_ms: u32,
     /// Longest wait between retries of a failing write (exponential backoff with jitter, no total cap).
