@@ -44,10 +44,19 @@ pub struct Config {
     /// Days to keep telemetry documents (a TTL index on ts); unset keeps them forever.
     #[arg(long, env = "RETENTION_DAYS")]
     pub retention_days: Option<u32>,
-    /// Most messages written in one MongoDB transaction. The main memory knob: 500 keeps
-    /// the writer under 64 MB; 1,000 is about 10% faster at about 76 MB (BENCHMARKS.md).
-    #[arg(long, env = "BATCH_SIZE", default_value_t = 500)]
-    pub batch_size: usize,
+    /// Most messages written in one MongoDB transaction. Larger batches cost MongoDB
+    /// less per message (one device update per device per batch, one commit); memory
+    /// is bounded by IN_FLIGHT_MESSAGES, not by this (BENCHMARKS.md).
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Most messages held in batches at once, across all assigned partitions: the
+    /// writer's memory bound, whatever the number of partitions. A worker waits for
+    /// room before it takes a batch; meanwhile its messages stay in librdkafka's
+    /// prefetch (KAFKA_PREFETCH_KBYTES). At least BATCH_SIZE.
+    #[arg(long, env = "IN_FLIGHT_MESSAGES", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub in_flight_messages: u32,
     /// How long a partition waits to fill a batch once its first message is there.
     #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 20)]
     pub batch_linger_ms: u64,

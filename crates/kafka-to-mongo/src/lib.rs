@@ -57,6 +57,10 @@ pub enum WriterError {
     },
     #[error(transparent)]
     Unsplit(#[from] Unsplit),
+    #[error(
+        "BATCH_SIZE ({batch}) is larger than IN_FLIGHT_MESSAGES ({in_flight}): no batch could start"
+    )]
+    BatchOverBudget { batch: u32, in_flight: u32 },
 }
 
 impl Classify for WriterError {
@@ -68,7 +72,9 @@ impl Classify for WriterError {
             WriterError::Client(_) | WriterError::Health { .. } | WriterError::Unsplit(_) => {
                 Retry::Transient
             }
-            WriterError::MongoUri | WriterError::MongoInsecure => Retry::Permanent,
+            WriterError::MongoUri
+            | WriterError::MongoInsecure
+            | WriterError::BatchOverBudget { .. } => Retry::Permanent,
         }
     }
 }
@@ -76,6 +82,12 @@ impl Classify for WriterError {
 /// Runs until `shutdown` resolves, then stops fetching, lets in-flight batches
 /// finish within the grace period, commits, leaves the group and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), WriterError> {
+    if config.batch_size > config.in_flight_messages {
+        return Err(WriterError::BatchOverBudget {
+            batch: config.batch_size,
+            in_flight: config.in_flight_messages,
+        });
+    }
     let config = Arc::new(config);
     let kafka = config.kafka.resolve().await?;
     let uri = mongo_uri(&config).await?;
@@ -88,6 +100,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     )
     .await?;
     store.ensure_indexes(config.retention_days).await?;
+    store.migrate_device_state().await?;
 
     let health = Arc::new(Health::default());
     let listener = tokio::net::TcpListener::bind((config.health_bind.as_str(), config.health_port))
@@ -112,6 +125,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .create_with_context(BrokerContext::default())?;
     let metrics = Arc::new(Metrics::default());
     let deps = Arc::new(Deps {
+        in_flight: tokio::sync::Semaphore::new(config.in_flight_messages as usize),
         config: Arc::clone(&config),
         store,
         dlq,
@@ -307,5 +321,31 @@ mod tests {
             Err(WriterError::MongoInsecure)
         ));
         assert!(check_mongo_transport("mongodb://db.internal:27017", true).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_in_flight_budget_is_refused_before_any_connection() {
+        use clap::Parser as _;
+        let config = Config::try_parse_from([
+            "kafka-to-mongo",
+            "--topic=t",
+            "--dlq-topic=d",
+            "--batch-size=1000",
+            "--in-flight-messages=500",
+        ])
+        .unwrap();
+        let e = run(config, std::future::pending()).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                WriterError::BatchOverBudget {
+                    batch: 1000,
+                    in_flight: 500
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("IN_FLIGHT_MESSAGES"), "{e}");
+        assert!(!e.is_retryable());
     }
 }

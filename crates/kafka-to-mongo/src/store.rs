@@ -162,6 +162,36 @@ impl Store {
         Ok(())
     }
 
+    /// Moves device state written before `last` existed (flat `lastTs`, `lastSeq`,
+    /// `lastKey`, `lastReadings`) into `last`, so that `$max` compares against it.
+    /// Idempotent: it matches only documents without `last`.
+    pub async fn migrate_device_state(&self) -> Result<u64, StoreError> {
+        let flat = ["lastTs", "lastSeq", "lastKey", "lastReadings"];
+        let pipeline = vec![
+            doc! {"$set": {"last": {
+                "ts": "$lastTs",
+                "seq": {"$ifNull": ["$lastSeq", Bson::Null]},
+                "key": "$lastKey",
+                "readings": {"$ifNull": ["$lastReadings", Bson::Null]},
+            }}},
+            doc! {"$unset": flat.to_vec()},
+        ];
+        let migrated = self
+            .devices_db
+            .collection::<Document>(&self.devices_name)
+            .update_many(
+                doc! {"last": {"$exists": false}, "lastTs": {"$exists": true}},
+                pipeline,
+            )
+            .await
+            .map_err(classify)?
+            .modified_count;
+        if migrated > 0 {
+            tracing::info!(migrated, "device state moved into `last`");
+        }
+        Ok(migrated)
+    }
+
     /// Stores the batch exactly once. Optimistic: the whole batch and its
     /// device-state changes commit in one transaction. A duplicate key aborts that
     /// transaction (redelivery: rare), and then the batch is written again without

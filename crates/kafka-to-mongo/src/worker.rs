@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{Semaphore, SemaphorePermit};
+
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use rdkafka::Message as _;
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use telemetry::dead_letter::{self, SourceRecord};
 use telemetry::{Classify, Rejection, Retry, Unparseable};
@@ -29,6 +31,8 @@ pub type DlqProducer = FutureProducer<bridge_common::broker_context::BrokerConte
 
 /// What every worker shares.
 pub struct Deps {
+    /// One permit per message held in a batch (IN_FLIGHT_MESSAGES).
+    pub in_flight: Semaphore,
     pub config: Arc<Config>,
     pub store: Store,
     pub dlq: DlqProducer,
@@ -53,6 +57,29 @@ impl Classify for DlqError {
     }
 }
 
+/// What a worker keeps of a fetched message while its batch is in flight. Not
+/// rdkafka's `OwnedMessage`: that copies every header (one allocation each, seven
+/// per record here) and the topic name, and neither is used again. The dead-letter
+/// record names the topic from the configuration.
+#[derive(Debug)]
+pub struct Fetched {
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+}
+
+impl Fetched {
+    fn from(m: &BorrowedMessage<'_>) -> Self {
+        Self {
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+        }
+    }
+}
+
 pub struct Worker {
     pub partition: i32,
     pub queue: PartitionQueue,
@@ -66,8 +93,8 @@ pub struct Worker {
 
 impl Worker {
     pub async fn run(self) {
-        while let Some(batch) = self.next_batch().await {
-            let Some(last) = batch.last().map(|m| m.offset()) else {
+        while let Some((batch, _room)) = self.next_batch().await {
+            let Some(last) = batch.last().map(|m| m.offset) else {
                 continue;
             };
             match self.process(&batch).await {
@@ -85,28 +112,36 @@ impl Worker {
         drop(self.done);
     }
 
-    /// Up to `batch_size` messages, waiting at most `linger` after the first. None when stopping.
-    async fn next_batch(&self) -> Option<Vec<OwnedMessage>> {
+    /// Up to `batch_size` messages, waiting at most `linger` after the first, with
+    /// the in-flight room they take (released when the batch is done). None when stopping.
+    async fn next_batch(&self) -> Option<(Vec<Fetched>, SemaphorePermit<'_>)> {
         let first = loop {
             tokio::select! {
                 m = self.queue.recv() => match m {
-                    Ok(m) => break m.detach(),
+                    Ok(m) => break Fetched::from(&m),
                     Err(e) => self.fetch_error(&e),
                 },
                 () = self.stop.wait() => return None,
             }
         };
         let (size, linger) = (self.deps.config.batch_size, self.deps.config.linger());
+        // Room for a whole batch before taking more than one message: the semaphore
+        // is fair, so every partition gets its turn.
+        let mut room = tokio::select! {
+            room = self.deps.in_flight.acquire_many(size) => room.ok()?,
+            () = self.stop.wait() => return None,
+        };
         let until = tokio::time::Instant::now() + linger;
         let mut batch = vec![first];
-        while batch.len() < size {
+        while batch.len() < size as usize {
             match tokio::time::timeout_at(until, self.queue.recv()).await {
-                Ok(Ok(m)) => batch.push(m.detach()),
+                Ok(Ok(m)) => batch.push(Fetched::from(&m)),
                 Ok(Err(e)) => self.fetch_error(&e),
                 Err(_) => break,
             }
         }
-        (!self.stop.is_stopped()).then_some(batch)
+        drop(room.split(size as usize - batch.len()));
+        (!self.stop.is_stopped()).then_some((batch, room))
     }
 
     /// librdkafka reports fetch problems here and retries them by itself.
@@ -114,7 +149,7 @@ impl Worker {
         tracing::warn!(partition = self.partition, error = %e, "fetch error (librdkafka retries by itself)");
     }
 
-    async fn process(&self, batch: &[OwnedMessage]) -> Result<(), Abandoned> {
+    async fn process(&self, batch: &[Fetched]) -> Result<(), Abandoned> {
         let started = Instant::now();
         let deps = &self.deps;
         Metrics::add(&deps.metrics.consumed, batch.len());
@@ -123,7 +158,7 @@ impl Worker {
         let (mut items, mut sources, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
         let mut in_batch_duplicates = 0;
         for m in batch {
-            let accepted = match m.payload() {
+            let accepted = match m.payload.as_deref() {
                 None => Err(Rejection::Unparseable(Unparseable::Empty)),
                 Some(value) => telemetry::accept(value, now),
             };
@@ -185,14 +220,14 @@ impl Worker {
         Ok(())
     }
 
-    async fn dead_letter(&self, m: &OwnedMessage, rejection: &Rejection) -> Result<(), DlqError> {
+    async fn dead_letter(&self, m: &Fetched, rejection: &Rejection) -> Result<(), DlqError> {
         let source = SourceRecord {
-            topic: m.topic(),
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp_ms: m.timestamp().to_millis(),
-            key: m.key(),
-            value: m.payload().unwrap_or_default(),
+            topic: &self.deps.config.topic,
+            partition: self.partition,
+            offset: m.offset,
+            timestamp_ms: m.timestamp_ms,
+            key: m.key.as_deref(),
+            value: m.payload.as_deref().unwrap_or_default(),
         };
         let record = dead_letter::from_kafka(&source, rejection);
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
@@ -209,7 +244,7 @@ impl Worker {
         match self.deps.dlq.send(rec, Duration::from_secs(5)).await {
             Ok(_) => {
                 Metrics::add(&self.deps.metrics.dead_lettered, 1);
-                tracing::info!(partition = m.partition(), offset = m.offset(), reason = %rejection, "dead-lettered");
+                tracing::info!(partition = self.partition, offset = m.offset, reason = %rejection, "dead-lettered");
                 Ok(())
             }
             Err((e, _)) => Err(DlqError(e.to_string())),

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Setup, payloads};
+use common::{Setup, Writer, payloads};
 use mongodb::bson::{Document, doc};
 use rdkafka::Message as _;
 use telemetry::envelope::header as h;
@@ -113,5 +113,28 @@ async fn invalid_messages_go_to_the_dead_letter_topic_with_reasons_and_offsets_m
         303,
         "committed past valid and invalid alike"
     );
+    common::drop_db(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_in_flight_budget_of_one_batch_still_drains_every_partition_exactly() {
+    let s = Setup::on_stack().await;
+    // Six partitions take turns at room for one batch: none may starve or deadlock.
+    let writer = Writer::start(
+        &s,
+        "w",
+        &[("BATCH_SIZE", "50"), ("IN_FLIGHT_MESSAGES", "50")],
+    );
+    writer.wait_ready().await;
+    let msgs = payloads(1_200);
+    s.produce(&msgs).await;
+    s.settled(1_200, Duration::from_secs(120)).await;
+    let counted: i64 = s
+        .devices()
+        .await
+        .values()
+        .map(|d| d.get_i64("count").unwrap())
+        .sum();
+    assert_eq!(counted, 1_200);
     common::drop_db(&s).await;
 }

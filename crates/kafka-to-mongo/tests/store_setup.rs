@@ -1,7 +1,9 @@
 //! Start-up against the real MongoDB (the stack's SecantusDB): indexes and the
-//! devices collection are ensured idempotently; the TTL follows the retention.
+//! devices collection are ensured idempotently; the TTL follows the retention;
+//! device state in the old flat shape is migrated.
 
-use kafka_to_mongo::store::Store;
+use bson::{Document, doc};
+use kafka_to_mongo::store::{Prepared, Store};
 use testkit::StackEnv;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -32,5 +34,76 @@ async fn start_up_creates_the_index_and_the_devices_collection_idempotently() {
             "{indexes:?}"
         );
     }
+    db.drop().await.unwrap();
+}
+
+fn reading(device: &str, seq: u64, ts_ms: i64) -> Prepared {
+    let body =
+        serde_json::json!({"deviceId": device, "seq": seq, "ts": ts_ms, "readings": {"v": seq}});
+    let now = chrono::Utc::now();
+    let t = telemetry::validate(body.as_object().unwrap().clone(), &[], now).unwrap();
+    Prepared::new(format!("{device}#seq:{seq}"), &t, now).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn device_state_in_the_old_flat_shape_is_migrated_and_then_kept_newest() {
+    let db = testkit::mongo::fresh_database("migrate").await;
+    let store = Store::connect(
+        StackEnv::get().mongo_uri(),
+        db.name(),
+        "telemetry",
+        "devices",
+    )
+    .await
+    .unwrap();
+    store.ensure_indexes(None).await.unwrap();
+    let base = 1_767_225_600_000i64;
+    let devices = db.collection::<Document>("devices");
+    devices
+        .insert_one(doc! {
+            "_id": "old-1", "count": 5_i64,
+            "firstSeen": bson::DateTime::from_millis(base),
+            "lastTs": bson::DateTime::from_millis(base + 5_000), "lastSeq": 5_i64,
+            "lastKey": "old-1#seq:5", "lastReadings": {"v": 5_i64},
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.migrate_device_state().await.unwrap(), 1);
+    assert_eq!(store.migrate_device_state().await.unwrap(), 0, "idempotent");
+    let migrated = devices
+        .find_one(doc! {"_id": "old-1"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!migrated.contains_key("lastTs"), "{migrated}");
+    let last = migrated.get_document("last").unwrap();
+    assert_eq!(last.get_i64("seq").unwrap(), 5);
+    assert_eq!(last.get_str("key").unwrap(), "old-1#seq:5");
+
+    // An older message counts but does not move `last`; a newer one moves it.
+    store
+        .write(&[reading("old-1", 3, base + 3_000)])
+        .await
+        .unwrap();
+    store
+        .write(&[reading("old-1", 6, base + 6_000)])
+        .await
+        .unwrap();
+    let now = devices
+        .find_one(doc! {"_id": "old-1"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.get_i64("count").unwrap(), 7);
+    let last = now.get_document("last").unwrap();
+    assert_eq!(last.get_i64("seq").unwrap(), 6);
+    assert_eq!(
+        last.get_datetime("ts").unwrap().timestamp_millis(),
+        base + 6_000
+    );
+    assert_eq!(
+        last.get_document("readings").unwrap().get_i64("v").unwrap(),
+        6
+    );
     db.drop().await.unwrap();
 }

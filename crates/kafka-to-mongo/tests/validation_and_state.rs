@@ -84,38 +84,33 @@ async fn device_state_is_the_newest_with_an_exact_count_under_out_of_order_and_d
 
     let devices = s.devices().await;
     let d1 = &devices["ooo-1"];
+    let last1 = d1.get_document("last").unwrap();
     assert_eq!(d1.get_i64("count").unwrap(), 60);
-    assert_eq!(d1.get_i64("lastSeq").unwrap(), 60);
-    assert_eq!(d1.get_str("lastKey").unwrap(), "ooo-1#seq:60");
+    assert_eq!(last1.get_i64("seq").unwrap(), 60);
+    assert_eq!(last1.get_str("key").unwrap(), "ooo-1#seq:60");
     assert_eq!(
-        d1.get_datetime("lastTs").unwrap().timestamp_millis(),
+        last1.get_datetime("ts").unwrap().timestamp_millis(),
         base + 60_000
     );
     assert_eq!(
         d1.get_datetime("firstSeen").unwrap().timestamp_millis(),
         base + 1_000
     );
+    let readings = last1.get_document("readings").unwrap();
+    assert_eq!(readings.get_i64("v").unwrap(), (base + 60_000) % 100_000);
     assert_eq!(
-        d1.get_document("lastReadings")
-            .unwrap()
-            .get_i64("v")
-            .unwrap(),
-        (base + 60_000) % 100_000
-    );
-    assert_eq!(
-        d1.get_document("lastReadings")
-            .unwrap()
-            .get_str("note")
-            .unwrap(),
+        readings.get_str("note").unwrap(),
         "$count",
         "a message's value is never evaluated as a path"
     );
     let d2 = &devices["ooo-2"];
+    let last2 = d2.get_document("last").unwrap();
     assert_eq!(d2.get_i64("count").unwrap(), 20);
     assert_eq!(
-        d2.get_datetime("lastTs").unwrap().timestamp_millis(),
+        last2.get_datetime("ts").unwrap().timestamp_millis(),
         base + 20_000
     );
+    assert_eq!(last2.get("seq"), Some(&bson::Bson::Null));
     assert_eq!(
         d2.get_datetime("firstSeen").unwrap().timestamp_millis(),
         base + 1_000
