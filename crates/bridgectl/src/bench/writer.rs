@@ -1,8 +1,8 @@
 //! `bridgectl bench writer`: the writer (release binary, its own process) draining
 //! a 6-partition topic into MongoDB, against the pipeline's ceiling measured in the
 //! same run: the lower of a raw rdkafka consumer draining the same topic and a raw
-//! insert_many of the same documents into the same server. Also partition scaling
-//! (1 -> 2 -> 6) and the writer's peak RSS.
+//! insert_many of the same documents into the same server (three samples, around two
+//! writer runs). Also partition scaling (1 -> 2 -> 6) and the writer's peak RSS.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -33,6 +33,10 @@ pub struct WriterBenchArgs {
 
 fn payloads(n: usize) -> Vec<Map<String, Value>> {
     Generator::new(200, 11, DEFAULT_START_MS).take(n).collect()
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
 }
 
 fn per_s(n: usize, d: Duration) -> f64 {
@@ -417,27 +421,38 @@ pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
         "raw consumer: {consumer_rate:.0} msg/s; raw insert_many (1,000 per call, unordered) into the writer's collection shape (its deviceId/ts index): {insert_before:.0} docs/s (without the index: {bare_rate:.0}); {raw_cpu}"
     );
 
-    let (rates, run, writer_cpu) = writer_run(&args.writer_bin, &bootstrap, &topic, &msgs).await?;
-    let rss = peak_rss_mb(&run.child)?;
-    let cpu = cpu_seconds(run.child.id())?;
-    stop(run).await?;
-    // The server drifts (+-20% between phases here); measuring the ceiling on both
-    // sides of the writer and taking the mean keeps the drift out of the ratio.
-    let insert_after = per_s(docs.len(), raw_insert(&docs, true).await?.0);
-    let insert_rate = (insert_before + insert_after) / 2.0;
-    let ceiling = consumer_rate.min(insert_rate);
+    // The server drifts (up to +-20% between phases here), and one sample a side was
+    // too few: the raw insert runs before, between and after two writer runs, and each
+    // side of the ratio is the mean of its runs.
+    let mut inserts = vec![insert_before];
+    let (mut steady, mut from_ready, mut rss) = (Vec::new(), Vec::new(), 0.0_f64);
+    for round in 1..=2 {
+        let (rates, run, writer_cpu) =
+            writer_run(&args.writer_bin, &bootstrap, &topic, &msgs).await?;
+        let peak = peak_rss_mb(&run.child)?;
+        let cpu = cpu_seconds(run.child.id())?;
+        stop(run).await?;
+        let after = per_s(docs.len(), raw_insert(&docs, true).await?.0);
+        println!(
+            "writer run {round}, 6 partitions, {} messages: {:.0} docs/s from its first stored document (first documents {} ms after ready), {:.0} docs/s from ready; peak RSS {peak:.1} MB; writer CPU {cpu:.2} s ({:.1} us/doc); {writer_cpu}. Raw insert_many after it: {after:.0} docs/s",
+            args.messages,
+            rates.steady,
+            rates.first_after.as_millis(),
+            rates.from_ready,
+            cpu * 1e6 / args.messages as f64
+        );
+        inserts.push(after);
+        steady.push(rates.steady);
+        from_ready.push(rates.from_ready);
+        rss = rss.max(peak);
+    }
+    let ceiling = consumer_rate.min(mean(&inserts));
+    let rate = mean(&steady);
     println!(
-        "raw insert_many again after the writer: {insert_after:.0} docs/s; ceiling {ceiling:.0}/s (the lower of the consumer and the mean of the two inserts)"
-    );
-    let rate = rates.steady;
-    println!(
-        "writer, 6 partitions, {} messages: {rate:.0} docs/s from its first stored document ({:.3} of the ceiling; first documents {} ms after ready; {:.0} docs/s from ready, {:.3}); peak RSS {rss:.1} MB; writer CPU {cpu:.2} s ({:.1} us/doc); {writer_cpu}",
-        args.messages,
+        "ceiling {ceiling:.0}/s (the lower of the consumer and the mean of the {} inserts); writer {rate:.0} docs/s = {:.3} of the ceiling from its first stored document, {:.3} from ready; peak RSS {rss:.1} MB",
+        inserts.len(),
         rate / ceiling,
-        rates.first_after.as_millis(),
-        rates.from_ready,
-        rates.from_ready / ceiling,
-        cpu * 1e6 / args.messages as f64
+        mean(&from_ready) / ceiling
     );
 
     let scale_msgs = payloads(args.scale_messages);
