@@ -164,7 +164,8 @@ impl Store {
 
     /// Moves device state written before `last` existed (flat `lastTs`, `lastSeq`,
     /// `lastKey`, `lastReadings`) into `last`, so that `$max` compares against it.
-    /// Idempotent: it matches only documents without `last`.
+    /// Idempotent: it matches only documents without `last`. It scans `devices` (one
+    /// document per device) once per start.
     pub async fn migrate_device_state(&self) -> Result<u64, StoreError> {
         let flat = ["lastTs", "lastSeq", "lastKey", "lastReadings"];
         let pipeline = vec![

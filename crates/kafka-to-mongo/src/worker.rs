@@ -10,8 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, SemaphorePermit};
-
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use rdkafka::Message as _;
@@ -19,6 +17,7 @@ use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use telemetry::dead_letter::{self, SourceRecord};
 use telemetry::{Classify, Rejection, Retry, Unparseable};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::config::Config;
 use crate::health::Health;
@@ -62,7 +61,7 @@ impl Classify for DlqError {
 /// per record here) and the topic name, and neither is used again. The dead-letter
 /// record names the topic from the configuration.
 #[derive(Debug)]
-pub struct Fetched {
+struct Fetched {
     offset: i64,
     timestamp_ms: Option<i64>,
     key: Option<Vec<u8>>,

@@ -6,9 +6,8 @@ use bson::{Document, doc};
 use kafka_to_mongo::store::{Prepared, Store};
 use testkit::StackEnv;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn start_up_creates_the_index_and_the_devices_collection_idempotently() {
-    let db = testkit::mongo::fresh_database("setup").await;
+async fn store_on_fresh_database(name: &str) -> (mongodb::Database, Store) {
+    let db = testkit::mongo::fresh_database(name).await;
     let store = Store::connect(
         StackEnv::get().mongo_uri(),
         db.name(),
@@ -17,6 +16,12 @@ async fn start_up_creates_the_index_and_the_devices_collection_idempotently() {
     )
     .await
     .unwrap();
+    (db, store)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_up_creates_the_index_and_the_devices_collection_idempotently() {
+    let (db, store) = store_on_fresh_database("setup").await;
     for retention in [Some(30), Some(30), None] {
         store.ensure_indexes(retention).await.unwrap();
         let names = db.list_collection_names().await.unwrap();
@@ -47,15 +52,7 @@ fn reading(device: &str, seq: u64, ts_ms: i64) -> Prepared {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn device_state_in_the_old_flat_shape_is_migrated_and_then_kept_newest() {
-    let db = testkit::mongo::fresh_database("migrate").await;
-    let store = Store::connect(
-        StackEnv::get().mongo_uri(),
-        db.name(),
-        "telemetry",
-        "devices",
-    )
-    .await
-    .unwrap();
+    let (db, store) = store_on_fresh_database("migrate").await;
     store.ensure_indexes(None).await.unwrap();
     let base = 1_767_225_600_000i64;
     let devices = db.collection::<Document>("devices");
