@@ -328,6 +328,7 @@ mod tests {
         use clap::Parser as _;
         let config = Config::try_parse_from([
             "kafka-to-mongo",
+            "--bootstrap-servers=127.0.0.1:9",
             "--topic=t",
             "--dlq-topic=d",
             "--batch-size=1000",
