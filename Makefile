@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 STACK := infra/local/stack
 
-.PHONY: test demo unit moto-check lambda lambda-invoke-check terraform-check bench-lambda bench-writer bench-e2e stack-up stack-down stack-status fixtures lint
+.PHONY: test demo unit chaos moto-check lambda lambda-invoke-check terraform-check bench-lambda bench-writer bench-e2e stack-up stack-down stack-status fixtures lint
 
 ## The README's first command: the whole pipeline end to end on the local stack, with exact counts.
 demo:
@@ -52,6 +52,13 @@ bench-writer: stack-up
 bench-e2e: stack-up
 	cargo build --release --locked -q -p bridgectl
 	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench e2e --rate $(or $(RATE),1000) --duration 30s
+
+## The long mixed fault run with an exact audit (RELIABILITY.md): 200,000 messages from 200 devices,
+## the writer SIGKILLed and a second writer joining several times, MongoDB stopped and restarted, the
+## broker restarted, the DLQ topic missing. `make test` runs the same driver short.
+chaos: stack-up
+	CHAOS_MESSAGES=$(or $(MESSAGES),200000) CHAOS_DEVICES=200 CHAOS_KILLS=5 CHAOS_JOINS=3 \
+	  cargo test --release --locked -p kafka-to-mongo --test chaos -- --nocapture
 
 ## Tests of pure logic only: no services needed.
 unit:

@@ -195,6 +195,19 @@ impl KafkaConnection {
     }
 }
 
+/// A Kafka record's headers as librdkafka takes them: the one place the bridge
+/// builds them (telemetry records, and both hops' dead-letter records).
+pub fn record_headers(headers: &[(&'static str, String)]) -> rdkafka::message::OwnedHeaders {
+    let mut out = rdkafka::message::OwnedHeaders::new_with_capacity(headers.len());
+    for (name, value) in headers {
+        out = out.insert(rdkafka::message::Header {
+            key: name,
+            value: Some(value.as_bytes()),
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

@@ -57,6 +57,13 @@ pub struct Config {
     #[arg(long, env = "IN_FLIGHT_MESSAGES", default_value_t = 2_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub in_flight_messages: u32,
+    /// Most bytes of messages held in batches at once, across all partitions: with
+    /// large messages this, not IN_FLIGHT_MESSAGES, bounds memory. A batch closes
+    /// when the next message does not fit; that message starts the partition's next
+    /// batch. The default keeps the writer under 64 MB RSS with 128 KiB messages.
+    #[arg(long, env = "IN_FLIGHT_BYTES", default_value_t = 16 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub in_flight_bytes: u64,
     /// How long a partition waits to fill a batch once its first message is there.
     #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 20)]
     pub batch_linger_ms: u64,
@@ -76,7 +83,23 @@ pub struct Config {
     /// Longest wait between retries of a failing write (exponential backoff with jitter, no total cap).
     #[arg(long, env = "RETRY_MAX_BACKOFF_MS", default_value_t = 30_000)]
     pub retry_max_backoff_ms: u64,
-    /// On SIGTERM or a partition revocation: how long in-flight batches may take to finish.
+    /// Deadline of every MongoDB call (and the `wtimeout` of majority writes). Past it,
+    /// the call counts as a transient failure and is retried: a server that accepts
+    /// connections but never answers no longer hangs a partition.
+    #[arg(long, env = "MONGODB_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub mongodb_timeout_ms: u64,
+    /// Deadline of one dead-letter send (librdkafka message.timeout.ms). Past it, retried.
+    #[arg(long, env = "DLQ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub dlq_timeout_ms: u64,
+    /// /healthz fails when a partition worker holding a batch made no attempt for
+    /// this long (a hung worker: ECS replaces the task). Must exceed the longest
+    /// wait between two attempts (a call's deadline plus RETRY_MAX_BACKOFF_MS).
+    #[arg(long, env = "STALL_TIMEOUT_MS", default_value_t = 120_000)]
+    pub stall_timeout_ms: u64,
+    /// On SIGTERM or a partition revocation: how long in-flight batches may take to
+    /// finish. A worker still busy then is cancelled and its batch redelivered.
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     pub shutdown_grace_ms: u64,
     /// Port of /healthz and /readyz (0 = any free port, printed at start).
@@ -99,6 +122,13 @@ pub struct Config {
 impl Config {
     pub fn grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// IN_FLIGHT_BYTES in the KiB the byte semaphore counts.
+    pub fn in_flight_kib(&self) -> usize {
+        usize::try_from(self.in_flight_bytes / 1024)
+            .unwrap_or(usize::MAX)
+            .min(tokio::sync::Semaphore::MAX_PERMITS)
     }
 
     pub fn linger(&self) -> Duration {

@@ -11,7 +11,7 @@ use bson::rawdoc;
 use chrono::{DateTime, Utc};
 use telemetry::document::{field, seq_to_raw};
 
-use crate::store::Prepared;
+use telemetry::document::Prepared;
 
 /// What one batch's new documents change for one device.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +107,43 @@ pub fn update_statements(deltas: &[DeviceDelta], now: DateTime<Utc>) -> RawArray
     out
 }
 
+/// The statements of one `update` command, and the index of its first delta.
+#[derive(Debug)]
+pub struct UpdateChunk {
+    pub first: usize,
+    pub statements: RawArrayBuf,
+}
+
+/// The device statements, split into `update` commands of at most `max_bytes` of
+/// statements each (one statement alone may exceed it: a single device's update is
+/// bounded by the 128 KiB body limit).
+pub fn chunks(deltas: &[DeviceDelta], now: DateTime<Utc>, max_bytes: usize) -> Vec<UpdateChunk> {
+    let mut out = Vec::new();
+    let mut current = UpdateChunk {
+        first: 0,
+        statements: RawArrayBuf::new(),
+    };
+    let mut bytes = 0;
+    for (i, d) in deltas.iter().enumerate() {
+        let statement = d.update(now);
+        let size = statement.as_bytes().len();
+        if bytes > 0 && bytes + size > max_bytes {
+            let next = UpdateChunk {
+                first: i,
+                statements: RawArrayBuf::new(),
+            };
+            out.push(std::mem::replace(&mut current, next));
+            bytes = 0;
+        }
+        bytes += size;
+        current.statements.push(statement);
+    }
+    if bytes > 0 {
+        out.push(current);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use bson::{Document, doc};
@@ -192,6 +229,36 @@ mod tests {
             last.get_document("readings").unwrap().get_f64("t").unwrap(),
             2.0
         );
+    }
+
+    #[test]
+    fn device_updates_split_into_commands_under_the_size_limit() {
+        let ms = 1_767_225_600_000;
+        let items: Vec<Prepared> = (0..50)
+            .map(|i| {
+                t(
+                    &format!("d{i:02}#seq:1"),
+                    &format!("d{i:02}"),
+                    Some(1),
+                    ms,
+                    1.0,
+                )
+            })
+            .collect();
+        let d = deltas(&items);
+        let one = d[0].update(Utc::now()).as_bytes().len();
+        let chunks = chunks(&d, Utc::now(), one * 10);
+        assert_eq!(chunks.len(), 5, "ten statements a command");
+        assert_eq!(
+            chunks.iter().map(|c| c.first).collect::<Vec<_>>(),
+            [0, 10, 20, 30, 40]
+        );
+        let total: usize = chunks
+            .iter()
+            .map(|c| c.statements.into_iter().count())
+            .sum();
+        assert_eq!(total, 50, "every device once");
+        assert!(super::chunks(&[], Utc::now(), 100).is_empty());
     }
 
     #[test]

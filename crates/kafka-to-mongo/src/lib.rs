@@ -1,37 +1,44 @@
 //! The writer: Kafka telemetry topic -> MongoDB, exactly once per message.
 //!
-//! - [`config`]: flags with environment fallback.
-//! - [`partitions`]: one ordered worker per partition, on its own librdkafka queue; commit, rebalance.
-//! - [`worker`]: batch, validate, dead-letter, store, mark durable.
-//! - [`store`]: MongoDB transactions; [`devices`]: per-device state.
-//! - [`health`], [`metrics`]: /healthz, /readyz and CloudWatch EMF.
+//! Data flows one way: [`consumer`] (rebalances) -> [`partitions`] (one worker per
+//! partition, commits) -> [`worker`] (batch) -> [`triage`] (pure: what to store,
+//! what to dead-letter) -> [`store`] (MongoDB, via [`devices`] for the state
+//! statements) and [`dead_letter`] (the DLQ producer). [`error`] classifies
+//! MongoDB errors by code; [`health`] and [`metrics`] report. This file wires them.
 
 pub mod config;
+pub mod consumer;
+pub mod dead_letter;
 pub mod devices;
+pub mod error;
+pub mod gaps;
 pub mod health;
 pub mod metrics;
 pub mod partitions;
 pub mod stop;
 pub mod store;
+pub mod triage;
 pub mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_common::broker_context::BrokerContext;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use bridge_common::kafka::KafkaConfigError;
 use bridge_common::secret::{SecretError, fetch_secret_string};
-use rdkafka::ClientConfig;
 use rdkafka::Message as _;
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use telemetry::{Classify, Retry};
 
 pub use config::Config;
+use consumer::{Unsplit, WriterConsumer, WriterContext};
+use dead_letter::DeadLetters;
+use error::StoreError;
 use health::Health;
 use metrics::Metrics;
-use partitions::{Partitions, Unsplit, WriterConsumer, WriterContext};
-use store::{Store, StoreError};
+use partitions::Partitions;
+use store::Store;
 use worker::Deps;
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +68,10 @@ pub enum WriterError {
         "BATCH_SIZE ({batch}) is larger than IN_FLIGHT_MESSAGES ({in_flight}): no batch could start"
     )]
     BatchOverBudget { batch: u32, in_flight: u32 },
+    #[error(
+        "STALL_TIMEOUT_MS ({stall} ms) must exceed the longest wait between two attempts: the longer of MONGODB_TIMEOUT_MS and DLQ_TIMEOUT_MS plus RETRY_MAX_BACKOFF_MS ({needed} ms)"
+    )]
+    StallTooShort { stall: u64, needed: u64 },
 }
 
 impl Classify for WriterError {
@@ -74,21 +85,39 @@ impl Classify for WriterError {
             }
             WriterError::MongoUri
             | WriterError::MongoInsecure
-            | WriterError::BatchOverBudget { .. } => Retry::Permanent,
+            | WriterError::BatchOverBudget { .. }
+            | WriterError::StallTooShort { .. } => Retry::Permanent,
         }
     }
 }
 
-/// Runs until `shutdown` resolves, then stops fetching, lets in-flight batches
-/// finish within the grace period, commits, leaves the group and returns.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), WriterError> {
+fn check(config: &Config) -> Result<(), WriterError> {
     if config.batch_size > config.in_flight_messages {
         return Err(WriterError::BatchOverBudget {
             batch: config.batch_size,
             in_flight: config.in_flight_messages,
         });
     }
+    let needed =
+        config.mongodb_timeout_ms.max(config.dlq_timeout_ms + 1_000) + config.retry_max_backoff_ms;
+    if config.stall_timeout_ms <= needed {
+        return Err(WriterError::StallTooShort {
+            stall: config.stall_timeout_ms,
+            needed,
+        });
+    }
+    Ok(())
+}
+
+/// Runs until `shutdown` resolves, then stops fetching, lets in-flight batches
+/// finish within the grace period, commits, leaves the group and returns. The
+/// health server answers from the start ("starting" while MongoDB is set up).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), WriterError> {
+    check(&config)?;
     let config = Arc::new(config);
+    tokio::pin!(shutdown);
+    let health = Arc::new(Health::new(Duration::from_millis(config.stall_timeout_ms)));
+    let health_addr = serve_health(&config, Arc::clone(&health)).await?;
     let kafka = config.kafka.resolve().await?;
     let uri = mongo_uri(&config).await?;
     check_mongo_transport(uri.expose(), config.kafka.local_mode)?;
@@ -98,34 +127,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         &config.collection,
         &config.devices_collection,
     )
-    .await?;
-    store.ensure_indexes(config.retention_days).await?;
-    store.migrate_device_state().await?;
+    .await?
+    .with_timeout(Duration::from_millis(config.mongodb_timeout_ms));
+    tokio::select! {
+        biased;
+        () = &mut shutdown => return Ok(()),
+        r = set_up(&store, &config) => r?,
+    }
 
-    let health = Arc::new(Health::default());
-    let listener = tokio::net::TcpListener::bind((config.health_bind.as_str(), config.health_port))
-        .await
-        .map_err(|source| WriterError::Health {
-            addr: format!("{}:{}", config.health_bind, config.health_port),
-            source,
-        })?;
-    let health_addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let server_health = Arc::clone(&health);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, health::router(server_health)).await {
-            tracing::error!(error = %e, "health server stopped");
-        }
-    });
-
-    let dlq = kafka
-        .producer_config(30_000, 5)
-        .create_with_context(BrokerContext::default())?;
+    let dlq = DeadLetters::new(
+        kafka.producer_config(config.dlq_timeout_ms, 5),
+        &config.dlq_topic,
+        Duration::from_millis(config.dlq_timeout_ms),
+    )?;
     let metrics = Arc::new(Metrics::default());
     let deps = Arc::new(Deps {
         in_flight: tokio::sync::Semaphore::new(config.in_flight_messages as usize),
+        in_flight_kib: tokio::sync::Semaphore::new(config.in_flight_kib()),
         config: Arc::clone(&config),
         store,
         dlq,
@@ -135,23 +153,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let partitions = Arc::new(Partitions::new(
         config.topic.clone(),
         config.grace(),
-        deps,
+        Arc::clone(&deps),
         tokio::runtime::Handle::current(),
     ));
     let context = WriterContext {
-        errors: BrokerContext::default(),
-        partitions: std::sync::OnceLock::new(),
+        errors: bridge_common::broker_context::BrokerContext::default(),
+        partitions: Arc::clone(&partitions),
         consumer: std::sync::OnceLock::new(),
     };
-    let _ = context.partitions.set(Arc::clone(&partitions));
-    let consumer: Arc<WriterConsumer> =
-        Arc::new(consumer_config(&config, kafka.client_config()).create_with_context(context)?);
+    let consumer: Arc<WriterConsumer> = Arc::new(
+        consumer::consumer_config(&config, kafka.client_config()).create_with_context(context)?,
+    );
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     consumer.subscribe(&[config.topic.as_str()])?;
     tokio::spawn(metrics_loop(
         Arc::clone(&config),
         Arc::clone(&consumer),
         Arc::clone(&metrics),
+        Arc::clone(&health),
     ));
     health.set_started();
     tracing::info!(topic = %config.topic, group = %config.group_id, health = %health_addr, "kafka-to-mongo running");
@@ -160,10 +179,56 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     health.set_stopping();
     tracing::info!("stopping: finishing in-flight batches");
     partitions.release(None, &*consumer);
+    deps.dlq.flush(Duration::from_secs(5));
     consumer.unsubscribe(); // leaves the group now, not after the session timeout
     drop(consumer);
     tracing::info!(totals = ?metrics.totals(), "stopped");
     result
+}
+
+/// Binds /healthz and /readyz before any other start-up work.
+async fn serve_health(config: &Config, health: Arc<Health>) -> Result<String, WriterError> {
+    let addr = format!("{}:{}", config.health_bind, config.health_port);
+    let listener = tokio::net::TcpListener::bind((config.health_bind.as_str(), config.health_port))
+        .await
+        .map_err(|source| WriterError::Health { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, health::router(health)).await {
+            tracing::error!(error = %e, "health server stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// Indexes, TTL and the device-state migration, retried while MongoDB is
+/// unavailable (a writer started during an outage waits, not ready, instead of
+/// exiting); a permanent error ends start-up.
+async fn set_up(store: &Store, config: &Config) -> Result<(), StoreError> {
+    let max = Duration::from_millis(config.retry_max_backoff_ms);
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(max)
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        let attempt = async {
+            store.ensure_indexes(config.retention_days).await?;
+            store.migrate_device_state().await
+        };
+        match attempt.await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "start-up: MongoDB unavailable; retrying");
+                tokio::time::sleep(delays.next().unwrap_or(max)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn consume(
@@ -180,52 +245,16 @@ async fn consume(
             () = &mut shutdown => return Ok(()),
             _ = tick.tick() => {
                 health.tick();
-                partitions.commit_durable(consumer, CommitMode::Async);
+                partitions.commit_durable(consumer);
             }
             // Messages come through the partition queues; this serves the events
-            // (rebalances, errors) that librdkafka delivers on the main queue.
+            // (rebalances, commit results, errors) that librdkafka delivers on the main queue.
             m = consumer.recv() => match m {
                 Ok(m) => return Err(Unsplit(m.partition()).into()),
                 Err(e) => tracing::warn!(error = %e, "consumer error (librdkafka retries by itself)"),
             },
         }
     }
-}
-
-fn consumer_config(config: &Config, mut c: ClientConfig) -> ClientConfig {
-    c.set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        // Per partition, since each has its own queue (BENCHMARKS.md has the trade-off).
-        .set(
-            "queued.max.messages.kbytes",
-            config.prefetch_kbytes.to_string(),
-        )
-        // A fetch response is freed only when every message in it has been read, and
-        // the default allows 50 MB: bound it by the prefetch too (librdkafka refuses
-        // less than message.max.bytes, 1,000,000 by default).
-        .set(
-            "fetch.max.bytes",
-            (u64::from(config.prefetch_kbytes) * 1024)
-                .max(1_000_000)
-                .to_string(),
-        )
-        .set(
-            "max.partition.fetch.bytes",
-            (u64::from(config.prefetch_kbytes) * 1024).to_string(),
-        )
-        // A partition whose queue is full is fetched again after this; librdkafka's
-        // 1 s default idles a worker that has just caught up.
-        .set("fetch.queue.backoff.ms", "20")
-        .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
-        .set("session.timeout.ms", config.session_timeout_ms.to_string())
-        .set(
-            "heartbeat.interval.ms",
-            (config.session_timeout_ms / 3).max(100).to_string(),
-        );
-    c
 }
 
 async fn mongo_uri(config: &Config) -> Result<bridge_common::Secret, WriterError> {
@@ -261,46 +290,32 @@ fn check_mongo_transport(uri: &str, local_mode: bool) -> Result<(), WriterError>
     }
 }
 
-/// Every interval: the counters, and ConsumerLag (high watermark - committed) per assigned partition.
-async fn metrics_loop(config: Arc<Config>, consumer: Arc<WriterConsumer>, metrics: Arc<Metrics>) {
+/// Every interval: the counters, ConsumerLag per assigned partition, and the stalled partitions.
+async fn metrics_loop(
+    config: Arc<Config>,
+    consumer: Arc<WriterConsumer>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) {
     let mut previous = metrics.totals();
     let mut tick = tokio::time::interval(Duration::from_secs(config.metrics_interval_s.max(1)));
     tick.tick().await;
     loop {
         tick.tick().await;
         let c = Arc::clone(&consumer);
-        let lag = tokio::task::spawn_blocking(move || consumer_lag(&c))
+        let lag = tokio::task::spawn_blocking(move || consumer::consumer_lag(&*c))
             .await
             .unwrap_or_default();
+        let stalled = health.stalled().len();
         previous = metrics.emit(
             &config.metrics_namespace,
             &config.service_name,
             &config.topic,
             previous,
             &lag,
+            stalled,
         );
     }
-}
-
-fn consumer_lag(consumer: &WriterConsumer) -> Vec<(i32, i64)> {
-    let timeout = Duration::from_secs(5);
-    let Ok(committed) = consumer
-        .assignment()
-        .and_then(|a| consumer.committed_offsets(a, timeout))
-    else {
-        return Vec::new();
-    };
-    committed
-        .elements()
-        .iter()
-        .filter_map(|e| {
-            let (low, high) = consumer
-                .fetch_watermarks(e.topic(), e.partition(), timeout)
-                .ok()?;
-            let at = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(low);
-            Some((e.partition(), (high - at).max(0)))
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -13,6 +13,16 @@ pub struct Metrics {
     pub duplicates: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub write_retries: AtomicU64,
+    /// Dead-letter sends that failed (each is retried).
+    pub dead_letter_failures: AtomicU64,
+    /// Offset commits the broker did not take (each is sent again).
+    pub commit_failures: AtomicU64,
+    /// Batches MongoDB refused as a whole, halved.
+    pub batch_splits: AtomicU64,
+    /// Device-state updates refused: that device's messages of the batch were dead-lettered.
+    pub device_state_refused: AtomicU64,
+    /// Offsets skipped after a consumption error, dead-lettered as ranges.
+    pub unreadable_offsets: AtomicU64,
     batch_latency_ms: Mutex<Vec<f64>>,
 }
 
@@ -24,6 +34,11 @@ pub struct Totals {
     pub duplicates: u64,
     pub dead_lettered: u64,
     pub write_retries: u64,
+    pub dead_letter_failures: u64,
+    pub commit_failures: u64,
+    pub batch_splits: u64,
+    pub device_state_refused: u64,
+    pub unreadable_offsets: u64,
 }
 
 impl Metrics {
@@ -45,10 +60,16 @@ impl Metrics {
             duplicates: self.duplicates.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             write_retries: self.write_retries.load(Ordering::Relaxed),
+            dead_letter_failures: self.dead_letter_failures.load(Ordering::Relaxed),
+            commit_failures: self.commit_failures.load(Ordering::Relaxed),
+            batch_splits: self.batch_splits.load(Ordering::Relaxed),
+            device_state_refused: self.device_state_refused.load(Ordering::Relaxed),
+            unreadable_offsets: self.unreadable_offsets.load(Ordering::Relaxed),
         }
     }
 
-    /// One EMF line with the change since `previous`, and one per partition for its lag.
+    /// One EMF line with the change since `previous` (and StalledPartitions, a gauge),
+    /// and one per partition for its lag.
     pub fn emit(
         &self,
         namespace: &str,
@@ -56,6 +77,7 @@ impl Metrics {
         topic: &str,
         previous: Totals,
         lag: &[(i32, i64)],
+        stalled: usize,
     ) -> Totals {
         let now = self.totals();
         let latencies = std::mem::take(
@@ -94,6 +116,32 @@ impl Metrics {
                 Unit::Count,
                 (now.write_retries - previous.write_retries) as f64,
             )
+            .metric(
+                "DeadLetterFailures",
+                Unit::Count,
+                (now.dead_letter_failures - previous.dead_letter_failures) as f64,
+            )
+            .metric(
+                "CommitFailures",
+                Unit::Count,
+                (now.commit_failures - previous.commit_failures) as f64,
+            )
+            .metric(
+                "BatchSplits",
+                Unit::Count,
+                (now.batch_splits - previous.batch_splits) as f64,
+            )
+            .metric(
+                "DeviceStateRefused",
+                Unit::Count,
+                (now.device_state_refused - previous.device_state_refused) as f64,
+            )
+            .metric(
+                "UnreadableOffsets",
+                Unit::Count,
+                (now.unreadable_offsets - previous.unreadable_offsets) as f64,
+            )
+            .metric("StalledPartitions", Unit::Count, stalled as f64)
             .metric("ConsumerLag", Unit::Count, total_lag as f64)
             .values("BatchLatencyMs", Unit::Milliseconds, &latencies)
             .emit();

@@ -3,32 +3,84 @@
 //! worker that falls behind (a retry, say) simply stops reading: librdkafka stops
 //! fetching that partition once its prefetch bound is reached, and the other
 //! partitions go on. There is no buffer of ours in between.
-//! On revocation or shutdown, workers finish their in-flight batch (within the
-//! grace period) and their durable offsets are committed before the partitions go.
+//!
+//! - On revocation or shutdown, workers finish their in-flight batch within the
+//!   grace period and their durable offsets are committed before the partitions go.
+//! - A worker still busy at the end of the grace is cancelled, and the partition's
+//!   queue is split again only once that worker has ended: two handles on one
+//!   librdkafka queue would steal each other's messages and wake-ups. A write the
+//!   cancelled worker had already sent may still land; it is harmless, since its
+//!   offset is not committed and `_id` is unique (a redelivery counts a duplicate).
+//! - An offset counts as committed only once the broker acknowledged it (the
+//!   commit callback); a failed commit is sent again on the next tick.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::error::KafkaError;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::{Offset, TopicPartitionList};
 
+use crate::health::Activity;
+use crate::metrics::Metrics;
 use crate::stop::StopSignal;
 use crate::worker::{Deps, Worker};
 
-pub type WriterConsumer = StreamConsumer<WriterContext>;
-pub type PartitionQueue = StreamPartitionQueue<WriterContext>;
+/// How long a cancelled worker may take to end (it is dropped at its next await).
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+/// A commit not acknowledged within this is sent again.
+const COMMIT_RESEND: Duration = Duration::from_secs(5);
 
 struct Slot {
     stop: Arc<StopSignal>,
     durable: Arc<AtomicI64>,
-    committed: i64,
-    done: std::sync::mpsc::Receiver<()>,
+    commit: CommitState,
+    activity: Arc<Activity>,
+    task: tokio::task::AbortHandle,
+    done: Receiver<()>,
+}
+
+/// What the broker has of one partition's offsets, and what was last asked of it.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitState {
+    /// The highest offset the broker acknowledged (-1: none yet).
+    pub acked: i64,
+    /// The last offset sent, and when.
+    pub sent: Option<(i64, Instant)>,
+}
+
+impl Default for CommitState {
+    fn default() -> Self {
+        Self {
+            acked: -1,
+            sent: None,
+        }
+    }
+}
+
+impl CommitState {
+    /// Whether `durable` should be sent now: it is past what the broker has, and
+    /// not already on its way (unless that request is overdue).
+    pub fn due(&self, durable: i64, now: Instant) -> bool {
+        durable > self.acked
+            && !matches!(self.sent, Some((o, at)) if o >= durable && now.duration_since(at) < COMMIT_RESEND)
+    }
+
+    pub fn sent(&mut self, offset: i64, now: Instant) {
+        self.sent = Some((offset, now));
+    }
+
+    pub fn acknowledged(&mut self, offset: i64) {
+        self.acked = self.acked.max(offset);
+    }
+
+    /// The request failed: send again at the next chance.
+    pub fn failed(&mut self) {
+        self.sent = None;
+    }
 }
 
 pub struct Partitions {
@@ -37,14 +89,10 @@ pub struct Partitions {
     deps: Arc<Deps>,
     runtime: tokio::runtime::Handle,
     slots: Mutex<HashMap<i32, Slot>>,
+    /// Cancelled workers that had not ended when last checked: their partitions are
+    /// not split again until they have.
+    lingering: Mutex<HashMap<i32, Receiver<()>>>,
 }
-
-/// A message of an assigned partition reached the consumer's main queue, so its
-/// partition queue was not split in time. Nothing of it is committed; the writer
-/// stops and the message is redelivered after a restart.
-#[derive(Debug, thiserror::Error)]
-#[error("a message of partition {0} arrived outside its partition queue")]
-pub struct Unsplit(pub i32);
 
 impl Partitions {
     pub fn new(
@@ -59,6 +107,7 @@ impl Partitions {
             deps,
             runtime,
             slots: Mutex::new(HashMap::new()),
+            lingering: Mutex::new(HashMap::new()),
         }
     }
 
@@ -67,9 +116,13 @@ impl Partitions {
     }
 
     /// Splits each partition's queue off the consumer and starts its worker. Runs
-    /// before librdkafka assigns the partitions, so no message of theirs can
-    /// reach the main queue first.
-    fn assign(&self, partitions: &[i32], consumer: &Arc<WriterConsumer>) {
+    /// before librdkafka assigns the partitions, so no message of theirs can reach
+    /// the main queue first.
+    pub fn assign<C: ConsumerContext + 'static>(
+        &self,
+        partitions: &[i32],
+        consumer: &Arc<StreamConsumer<C>>,
+    ) {
         let stale: Vec<i32> = {
             let slots = self.lock();
             partitions
@@ -80,6 +133,14 @@ impl Partitions {
         };
         self.release(Some(&stale), &**consumer);
         for &partition in partitions {
+            if !self.ended(partition) {
+                tracing::error!(
+                    partition,
+                    "a cancelled worker of this partition has not ended; not reading it here (liveness fails)"
+                );
+                self.deps.health.set_stuck_worker();
+                continue;
+            }
             let Some(queue) = consumer.split_partition_queue(&self.topic, partition) else {
                 tracing::error!(partition, "cannot split the partition's queue");
                 continue;
@@ -89,52 +150,107 @@ impl Partitions {
         }
     }
 
-    fn spawn(&self, partition: i32, queue: PartitionQueue) -> Slot {
+    /// Whether no earlier worker of `partition` is still running.
+    fn ended(&self, partition: i32) -> bool {
+        let mut lingering = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(done) = lingering.get(&partition) else {
+            return true;
+        };
+        let ended = match done.try_recv() {
+            Err(TryRecvError::Disconnected) => true,
+            _ => matches!(
+                block(|| done.recv_timeout(CANCEL_WAIT)),
+                Err(RecvTimeoutError::Disconnected)
+            ),
+        };
+        if ended {
+            lingering.remove(&partition);
+        }
+        ended
+    }
+
+    fn spawn<C: ConsumerContext + 'static>(
+        &self,
+        partition: i32,
+        queue: rdkafka::consumer::stream_consumer::StreamPartitionQueue<C>,
+    ) -> Slot {
         let (done_tx, done) = std::sync::mpsc::sync_channel(0);
         let stop = Arc::new(StopSignal::default());
         let durable = Arc::new(AtomicI64::new(-1));
+        let activity = Arc::new(Activity::default());
+        self.deps.health.register(partition, Arc::clone(&activity));
         let worker = Worker {
             partition,
             queue,
             stop: Arc::clone(&stop),
             durable: Arc::clone(&durable),
             deps: Arc::clone(&self.deps),
+            activity: Arc::clone(&activity),
             done: done_tx,
         };
-        self.runtime.spawn(worker.run());
+        let task = self.runtime.spawn(worker.run()).abort_handle();
         tracing::info!(partition, "partition worker started");
         Slot {
             stop,
             durable,
-            committed: -1,
+            commit: CommitState::default(),
+            activity,
+            task,
             done,
         }
     }
 
-    /// Commits, for every partition, the offset below which everything is durable.
-    pub fn commit_durable<C: ConsumerContext>(
-        &self,
-        consumer: &impl Consumer<C>,
-        mode: CommitMode,
-    ) {
+    /// Sends, for every partition, the offset below which everything is durable,
+    /// when the broker does not have it yet.
+    pub fn commit_durable<C: ConsumerContext>(&self, consumer: &impl Consumer<C>) {
+        let now = Instant::now();
         let mut slots = self.lock();
         let mut tpl = TopicPartitionList::new();
         for (partition, slot) in slots.iter_mut() {
             let durable = slot.durable.load(Ordering::SeqCst);
-            if durable > slot.committed {
+            if slot.commit.due(durable, now) {
                 let _ = tpl.add_partition_offset(&self.topic, *partition, Offset::Offset(durable));
-                slot.committed = durable;
+                slot.commit.sent(durable, now);
             }
         }
+        drop(slots);
         if tpl.count() > 0
-            && let Err(e) = consumer.commit(&tpl, mode)
+            && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
         {
-            tracing::warn!(error = %e, "offset commit failed; the next commit covers it");
+            tracing::warn!(error = %e, "offset commit not sent; retried on the next tick");
+            self.committed(&Err(e), &tpl);
+        }
+    }
+
+    /// The commit callback: what the broker acknowledged, or that a request failed.
+    pub fn committed(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
+        let mut slots = self.lock();
+        for e in offsets.elements_for_topic(&self.topic) {
+            let Some(slot) = slots.get_mut(&e.partition()) else {
+                continue;
+            };
+            let Some(offset) = e.offset().to_raw() else {
+                continue;
+            };
+            let error = match (result, e.error()) {
+                (Ok(()), Ok(())) => None,
+                (Err(err), _) => Some(err.clone()),
+                (Ok(()), Err(err)) => Some(err),
+            };
+            match error {
+                None => slot.commit.acknowledged(offset),
+                Some(err) => {
+                    tracing::warn!(partition = e.partition(), offset, error = %err, "offset commit failed; sent again");
+                    Metrics::add(&self.deps.metrics.commit_failures, 1);
+                    slot.commit.failed();
+                }
+            }
         }
     }
 
     /// Stops the workers of `partitions` (all when None), waits for their in-flight
-    /// batches up to the grace period, and commits what they made durable.
+    /// batches up to the grace period, cancels those still running, and commits
+    /// what they made durable.
     pub fn release<C: ConsumerContext>(
         &self,
         partitions: Option<&[i32]>,
@@ -164,21 +280,28 @@ impl Partitions {
         block(|| {
             for (partition, slot) in &released {
                 let left = deadline.saturating_duration_since(Instant::now());
-                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    slot.done.recv_timeout(left)
-                {
+                if let Err(RecvTimeoutError::Timeout) = slot.done.recv_timeout(left) {
                     tracing::warn!(
                         partition,
-                        "in-flight batch not finished within the grace period; abandoned"
+                        "in-flight batch not finished within the grace period; worker cancelled"
                     );
+                    slot.task.abort();
                 }
             }
         });
         let mut tpl = TopicPartitionList::new();
-        for (partition, slot) in &released {
+        for (partition, slot) in released {
+            self.deps.health.unregister(partition, &slot.activity);
             let durable = slot.durable.load(Ordering::SeqCst);
-            if durable > slot.committed {
-                let _ = tpl.add_partition_offset(&self.topic, *partition, Offset::Offset(durable));
+            if durable > slot.commit.acked {
+                let _ = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(durable));
+            }
+            // Cancelled: it ends at its next await; until it has, its queue is not split again.
+            if matches!(slot.done.try_recv(), Err(TryRecvError::Empty)) {
+                self.lingering
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(partition, slot.done);
             }
         }
         if tpl.count() > 0 {
@@ -187,7 +310,8 @@ impl Partitions {
                     tracing::info!(offsets = ?tpl, "committed durable offsets of released partitions")
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "final commit failed; those messages will be redelivered (and deduplicated)")
+                    Metrics::add(&self.deps.metrics.commit_failures, 1);
+                    tracing::warn!(error = %e, "final commit failed; those messages will be redelivered (and deduplicated)");
                 }
             }
         }
@@ -203,42 +327,32 @@ fn block<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// The consumer's context: client errors are remembered; an assignment splits the
-/// partitions' queues and starts their workers; a revocation releases the workers
-/// before librdkafka takes the partitions away.
-pub struct WriterContext {
-    pub errors: bridge_common::broker_context::BrokerContext,
-    pub partitions: OnceLock<Arc<Partitions>>,
-    /// Weak: the consumer owns this context.
-    pub consumer: OnceLock<Weak<WriterConsumer>>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl ClientContext for WriterContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.errors.error(error, reason);
-    }
-}
-
-impl ConsumerContext for WriterContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Some(partitions) = self.partitions.get() else {
-            return;
-        };
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(?revoked, "partitions revoked");
-                partitions.release(Some(&revoked), consumer);
-            }
-            Rebalance::Assign(tpl) => {
-                let assigned: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(?assigned, "partitions assigned");
-                match self.consumer.get().and_then(Weak::upgrade) {
-                    Some(stream) => partitions.assign(&assigned, &stream),
-                    None => tracing::error!("partitions assigned while the consumer is closing"),
-                }
-            }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-        }
+    #[test]
+    fn a_failed_commit_is_sent_again_and_an_acknowledged_one_is_not() {
+        let t0 = Instant::now();
+        let mut c = CommitState::default();
+        assert!(!c.due(-1, t0), "nothing durable yet");
+        assert!(c.due(100, t0));
+        c.sent(100, t0);
+        assert!(!c.due(100, t0), "already on its way");
+        assert!(c.due(150, t0), "a newer offset goes at once");
+        c.failed();
+        assert!(c.due(100, t0), "a failed request is sent again");
+        c.sent(100, t0);
+        assert!(
+            c.due(100, t0 + COMMIT_RESEND),
+            "an unanswered request is sent again"
+        );
+        c.acknowledged(100);
+        assert!(!c.due(100, t0 + COMMIT_RESEND), "the broker has it");
+        c.acknowledged(50);
+        assert_eq!(
+            c.acked, 100,
+            "a late, older acknowledgement never moves it back"
+        );
     }
 }

@@ -1,71 +1,30 @@
 //! MongoDB: the telemetry collection (one document per idempotency key) and the
-//! devices collection, written together in one transaction per batch.
+//! devices collection, written together in one transaction per batch. Every call
+//! has a deadline ([`error::deadline`]); errors are classified by code ([`error`]).
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use bson::raw::RawDocumentBuf;
 use bson::{Bson, Document, doc, rawdoc};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::TryStreamExt as _;
-use mongodb::error::{Error as MongoError, ErrorKind};
-use mongodb::options::{ClientOptions, IndexOptions, WriteConcern};
+use mongodb::error::ErrorKind;
+use mongodb::options::{ClientOptions, CollectionOptions, IndexOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Collection, Database, IndexModel};
-use telemetry::{Classify, Retry, Telemetry, Violation};
+use telemetry::document::Prepared;
 
 use crate::devices;
+use crate::error::{
+    Cause, DUPLICATE_KEY, INDEX_KEY_SPECS_CONFLICT, INDEX_NOT_FOUND, INDEX_OPTIONS_CONFLICT,
+    NAMESPACE_EXISTS, StoreError, classify, deadline, redact,
+};
 
-const DUPLICATE_KEY: i32 = 11_000;
-const NAMESPACE_EXISTS: i32 = 48;
 const TTL_INDEX: &str = "ts_ttl";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Network, no primary, timeouts, write conflicts: the same batch will succeed later.
-    #[error("MongoDB unavailable: {0}")]
-    Transient(String),
-    /// MongoDB refused one document (a collection validator, say): it can never be stored.
-    #[error("MongoDB rejected document #{index}: error {code}: {message}")]
-    Rejected {
-        index: usize,
-        code: i32,
-        message: String,
-    },
-    #[error("MongoDB configuration: {0}")]
-    Config(String),
-}
-
-impl Classify for StoreError {
-    fn retry(&self) -> Retry {
-        match self {
-            StoreError::Transient(_) => Retry::Transient,
-            StoreError::Rejected { .. } | StoreError::Config(_) => Retry::Permanent,
-        }
-    }
-}
-
-/// A validated message ready to store: its document, and what the device state
-/// needs. The parsed body is not kept (BENCHMARKS.md: memory per message).
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    pub key: String,
-    pub device_id: String,
-    pub ts: DateTime<Utc>,
-    pub seq: Option<u64>,
-    pub doc: RawDocumentBuf,
-}
-
-impl Prepared {
-    pub fn new(key: String, t: &Telemetry, now: DateTime<Utc>) -> Result<Self, Violation> {
-        Ok(Self {
-            doc: telemetry::document::to_document(&key, t, now)?,
-            key,
-            device_id: t.device_id.clone(),
-            ts: t.ts,
-            seq: t.seq,
-        })
-    }
-}
+/// The default deadline of one MongoDB call (MONGODB_TIMEOUT_MS).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// One `update` command of device statements stays well under the 16 MiB BSON limit.
+const MAX_UPDATE_COMMAND_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteStats {
@@ -77,8 +36,11 @@ pub struct WriteStats {
 pub struct Store {
     client: Client,
     telemetry: Collection<RawDocumentBuf>,
+    /// The same collection read with majority concern: only what survives a failover counts as stored.
+    telemetry_majority: Collection<RawDocumentBuf>,
     devices_db: Database,
     devices_name: String,
+    timeout: Duration,
 }
 
 impl Store {
@@ -93,34 +55,65 @@ impl Store {
             .map_err(|e| StoreError::Config(redact(&e)))?;
         opts.app_name = Some("iot-bridge-writer".into());
         opts.server_selection_timeout = Some(Duration::from_secs(10));
-        opts.write_concern = Some(WriteConcern::majority());
+        opts.connect_timeout = Some(Duration::from_secs(10));
         let client = Client::with_options(opts).map_err(|e| StoreError::Config(redact(&e)))?;
+        Ok(Self::from_client(client, database, collection, devices))
+    }
+
+    /// A store on a client built elsewhere (tests add command monitoring this way).
+    pub fn from_client(client: Client, database: &str, collection: &str, devices: &str) -> Self {
         let db = client.database(database);
-        Ok(Self {
+        let majority = CollectionOptions::builder()
+            .read_concern(ReadConcern::majority())
+            .build();
+        Self {
             telemetry: db.collection(collection),
+            telemetry_majority: db.collection_with_options(collection, majority),
             devices_name: devices.to_owned(),
             devices_db: db,
             client,
-        })
+            timeout: DEFAULT_TIMEOUT,
+        }
+        .with_timeout(DEFAULT_TIMEOUT)
+    }
+
+    /// Every MongoDB call gets this deadline, and majority writes this `wtimeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn write_concern(&self) -> WriteConcern {
+        WriteConcern::builder()
+            .w(mongodb::options::Acknowledgment::Majority)
+            .w_timeout(self.timeout)
+            .build()
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.client
-            .database("admin")
-            .run_command(doc! {"ping": 1})
+        let admin = self.client.database("admin");
+        deadline("ping", self.timeout, admin.run_command(doc! {"ping": 1}))
             .await
             .map(drop)
-            .map_err(classify)
     }
 
-    /// Idempotent: `{deviceId: 1, ts: -1}` always; a TTL on `ts` exactly when a retention is set.
+    /// Idempotent, and safe when several writers start at once: `{deviceId: 1, ts: -1}`
+    /// always; a TTL on `ts` exactly when a retention is set. A changed retention is
+    /// applied in place (`collMod`), never by dropping and rebuilding the index.
     /// Also creates the devices collection: created implicitly inside concurrent
     /// transactions, it makes every one but the first fail with WriteConflict.
     pub async fn ensure_indexes(&self, retention_days: Option<u32>) -> Result<(), StoreError> {
-        match self.devices_db.create_collection(&self.devices_name).await {
-            Err(e) if matches!(*e.kind, ErrorKind::Command(ref c) if c.code == NAMESPACE_EXISTS) => {
-            }
-            other => other.map_err(classify)?,
+        let t = self.timeout;
+        match deadline(
+            "create",
+            t,
+            self.devices_db.create_collection(&self.devices_name),
+        )
+        .await
+        {
+            Err(StoreError::Unavailable { cause, .. } | StoreError::Refused { cause, .. })
+                if cause.code == Some(NAMESPACE_EXISTS) => {}
+            other => other?,
         }
         let by_device = IndexModel::builder()
             .keys(doc! {"deviceId": 1, "ts": -1})
@@ -130,35 +123,82 @@ impl Store {
                     .build(),
             )
             .build();
-        self.telemetry
-            .create_index(by_device)
-            .await
-            .map_err(classify)?;
-        let existing = self.telemetry.list_index_names().await.map_err(classify)?;
-        let has_ttl = existing.iter().any(|n| n == TTL_INDEX);
-        if has_ttl {
-            // Dropped and rebuilt so a changed retention takes effect (createIndex refuses new options).
-            self.telemetry
-                .drop_index(TTL_INDEX)
-                .await
-                .map_err(classify)?;
+        deadline("createIndexes", t, self.telemetry.create_index(by_device)).await?;
+        let want = retention_days.map(|d| i64::from(d) * 86_400);
+        let have = self.ttl_seconds().await?;
+        match (have, want) {
+            (None, None) => Ok(()),
+            (Some(have), Some(want)) if have == want => Ok(()),
+            (None, Some(want)) => self.create_ttl(want).await,
+            (Some(_), Some(want)) => self.set_ttl(want).await,
+            (Some(_), None) => {
+                match deadline("dropIndexes", t, self.telemetry.drop_index(TTL_INDEX)).await {
+                    // Another writer starting at the same time dropped it first.
+                    Err(e) if code(&e) == Some(INDEX_NOT_FOUND) => {}
+                    other => other?,
+                }
+                tracing::warn!(
+                    "RETENTION_DAYS is unset: dropped the TTL index, telemetry is now kept forever"
+                );
+                Ok(())
+            }
         }
-        if let Some(days) = retention_days {
-            let ttl = IndexModel::builder()
-                .keys(doc! {"ts": 1})
-                .options(
-                    IndexOptions::builder()
-                        .name(TTL_INDEX.to_owned())
-                        .expire_after(Duration::from_secs(u64::from(days) * 86_400))
-                        .build(),
-                )
-                .build();
-            self.telemetry.create_index(ttl).await.map_err(classify)?;
-        } else if has_ttl {
-            tracing::warn!(
-                "RETENTION_DAYS is unset: dropped the TTL index, telemetry is now kept forever"
-            );
+    }
+
+    async fn ttl_seconds(&self) -> Result<Option<i64>, StoreError> {
+        let indexes: Vec<IndexModel> = deadline("listIndexes", self.timeout, async {
+            self.telemetry.list_indexes().await?.try_collect().await
+        })
+        .await?;
+        Ok(indexes
+            .iter()
+            .filter_map(|i| i.options.as_ref())
+            .find(|o| o.name.as_deref() == Some(TTL_INDEX))
+            .map(|o| o.expire_after.map_or(-1, |d| d.as_secs() as i64)))
+    }
+
+    async fn create_ttl(&self, seconds: i64) -> Result<(), StoreError> {
+        let ttl = IndexModel::builder()
+            .keys(doc! {"ts": 1})
+            .options(
+                IndexOptions::builder()
+                    .name(TTL_INDEX.to_owned())
+                    .expire_after(Duration::from_secs(seconds.max(0) as u64))
+                    .build(),
+            )
+            .build();
+        match deadline(
+            "createIndexes",
+            self.timeout,
+            self.telemetry.create_index(ttl),
+        )
+        .await
+        {
+            // Another writer created it at the same time, with its own retention: set ours.
+            Err(e)
+                if matches!(
+                    code(&e),
+                    Some(INDEX_OPTIONS_CONFLICT | INDEX_KEY_SPECS_CONFLICT)
+                ) =>
+            {
+                self.set_ttl(seconds).await
+            }
+            other => other.map(drop),
         }
+    }
+
+    async fn set_ttl(&self, seconds: i64) -> Result<(), StoreError> {
+        let command = doc! {
+            "collMod": self.telemetry.name(),
+            "index": {"name": TTL_INDEX, "expireAfterSeconds": seconds},
+        };
+        deadline(
+            "collMod",
+            self.timeout,
+            self.devices_db.run_command(command),
+        )
+        .await?;
+        tracing::info!(expire_after_s = seconds, "TTL on ts changed in place");
         Ok(())
     }
 
@@ -177,15 +217,13 @@ impl Store {
             }}},
             doc! {"$unset": flat.to_vec()},
         ];
-        let migrated = self
-            .devices_db
-            .collection::<Document>(&self.devices_name)
-            .update_many(
-                doc! {"last": {"$exists": false}, "lastTs": {"$exists": true}},
-                pipeline,
-            )
-            .await
-            .map_err(classify)?
+        let devices = self.devices_db.collection::<Document>(&self.devices_name);
+        let update = devices.update_many(
+            doc! {"last": {"$exists": false}, "lastTs": {"$exists": true}},
+            pipeline,
+        );
+        let migrated = deadline("update", self.timeout, update)
+            .await?
             .modified_count;
         if migrated > 0 {
             tracing::info!(migrated, "device state moved into `last`");
@@ -216,9 +254,14 @@ impl Store {
             .collect();
         // A duplicate now means another writer stored it meanwhile (a rebalance): retried.
         if !fresh.is_empty() && self.commit(&fresh).await? {
-            return Err(StoreError::Transient(
-                "duplicate key after excluding existing documents; retrying".into(),
-            ));
+            return Err(StoreError::Unavailable {
+                op: "insert",
+                cause: Cause {
+                    code: Some(DUPLICATE_KEY),
+                    labels: Vec::new(),
+                    message: "duplicate key after excluding existing documents; retrying".into(),
+                },
+            });
         }
         Ok(WriteStats {
             inserted: fresh.len(),
@@ -226,17 +269,20 @@ impl Store {
         })
     }
 
+    /// Majority read: a document only a local read sees could be rolled back by a
+    /// failover after the offset past it is committed.
     async fn existing_ids(&self, items: &[Prepared]) -> Result<HashSet<String>, StoreError> {
         let ids: Vec<&str> = items.iter().map(|p| p.key.as_str()).collect();
-        Ok(self
-            .telemetry
-            .find(doc! {"_id": {"$in": &ids}})
-            .projection(doc! {"_id": 1})
-            .await
-            .map_err(classify)?
-            .try_collect::<Vec<RawDocumentBuf>>()
-            .await
-            .map_err(classify)?
+        let found: Vec<RawDocumentBuf> = deadline("find", self.timeout, async {
+            self.telemetry_majority
+                .find(doc! {"_id": {"$in": &ids}})
+                .projection(doc! {"_id": 1})
+                .await?
+                .try_collect()
+                .await
+        })
+        .await?;
+        Ok(found
             .into_iter()
             .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
             .collect())
@@ -245,47 +291,64 @@ impl Store {
     /// One transaction: insert `fresh`, apply its device deltas, commit. Returns
     /// whether it was aborted because some document already exists.
     async fn commit(&self, fresh: &[(usize, &Prepared)]) -> Result<bool, StoreError> {
-        let mut session = self.client.start_session().await.map_err(classify)?;
+        let t = self.timeout;
+        let mut session = deadline("startSession", t, self.client.start_session()).await?;
         session
             .start_transaction()
-            .write_concern(WriteConcern::majority())
+            .write_concern(self.write_concern())
             .await
-            .map_err(classify)?;
+            .map_err(|e| classify("startTransaction", e))?;
         let result = async {
-            let inserted = self
+            let insert = self
                 .telemetry
                 .insert_many(fresh.iter().map(|(_, p)| &p.doc))
-                .session(&mut session)
-                .await;
-            match inserted.map_err(|e| classify_insert(e, fresh)) {
-                Err(InsertFailure::Duplicate) => return Ok(true),
-                Err(InsertFailure::Store(e)) => return Err(e),
-                Ok(_) => {}
+                .session(&mut session);
+            match tokio::time::timeout(t, insert).await {
+                Err(_) => {
+                    return Err(StoreError::Timeout {
+                        op: "insert",
+                        after: t,
+                    });
+                }
+                Ok(Err(e)) => match classify_insert(e, fresh) {
+                    InsertFailure::Duplicate => return Ok(true),
+                    InsertFailure::Store(e) => return Err(e),
+                },
+                Ok(Ok(_)) => {}
             }
-            // All device deltas in one `update` command: one round trip per batch
-            // instead of two per device (BENCHMARKS.md has the measurements).
-            let updates = devices::update_statements(
-                &devices::deltas(fresh.iter().map(|(_, p)| *p)),
-                Utc::now(),
-            );
-            let reply = self
-                .devices_db
-                .run_raw_command(
-                    rawdoc! {"update": self.devices_name.as_str(), "updates": updates, "ordered": true},
-                )
-                .session(&mut session)
-                .await
-                .map_err(classify)?;
-            check_write_errors(&reply)?;
-            session.commit_transaction().await.map_err(classify)?;
+            let deltas = devices::deltas(fresh.iter().map(|(_, p)| *p));
+            let now = Utc::now();
+            // All device deltas in as few `update` commands as fit: one round trip per
+            // batch instead of two per device (BENCHMARKS.md), never over 16 MiB.
+            for chunk in devices::chunks(&deltas, now, MAX_UPDATE_COMMAND_BYTES) {
+                let command = rawdoc! {
+                    "update": self.devices_name.as_str(),
+                    "updates": chunk.statements,
+                    "ordered": true,
+                };
+                let run = self
+                    .devices_db
+                    .run_raw_command(command)
+                    .session(&mut session);
+                let reply = deadline("update", t, run).await?;
+                check_write_errors(&reply, &deltas[chunk.first..])?;
+            }
+            deadline("commitTransaction", t, session.commit_transaction()).await?;
             Ok(false)
         }
         .await;
         if !matches!(result, Ok(false)) {
             // Fails harmlessly when the server already aborted it.
-            let _ = session.abort_transaction().await;
+            let _ = tokio::time::timeout(t, session.abort_transaction()).await;
         }
         result
+    }
+}
+
+fn code(e: &StoreError) -> Option<i32> {
+    match e {
+        StoreError::Unavailable { cause, .. } | StoreError::Refused { cause, .. } => cause.code,
+        _ => None,
     }
 }
 
@@ -296,8 +359,8 @@ enum InsertFailure {
 }
 
 /// A per-document refusal names its document (by index into the batch); only
-/// duplicate keys mean "already stored"; anything else is systemic and retried.
-fn classify_insert(e: MongoError, fresh: &[(usize, &Prepared)]) -> InsertFailure {
+/// duplicate keys mean "already stored"; anything else is classified by code.
+fn classify_insert(e: mongodb::error::Error, fresh: &[(usize, &Prepared)]) -> InsertFailure {
     if let ErrorKind::InsertMany(ref many) = *e.kind
         && let Some(errors) = many.write_errors.as_ref().filter(|w| !w.is_empty())
     {
@@ -309,7 +372,7 @@ fn classify_insert(e: MongoError, fresh: &[(usize, &Prepared)]) -> InsertFailure
                     code: bad.code,
                     message: bad.message.clone(),
                 }),
-                None => InsertFailure::Store(classify(e.clone())),
+                None => InsertFailure::Store(classify("insert", e.clone())),
             },
         };
     }
@@ -318,34 +381,35 @@ fn classify_insert(e: MongoError, fresh: &[(usize, &Prepared)]) -> InsertFailure
     {
         return InsertFailure::Duplicate;
     }
-    InsertFailure::Store(classify(e))
+    InsertFailure::Store(classify("insert", e))
 }
 
-/// `update` reports failed statements in its reply, not as a command error.
-/// A device update is ours, not the device's: systemic, so retried (and alarmed on).
-fn check_write_errors(reply: &Document) -> Result<(), StoreError> {
-    match reply.get_array("writeErrors") {
-        Ok(errors) if !errors.is_empty() => Err(StoreError::Transient(format!(
-            "devices update refused: {}",
-            Bson::Array(errors.clone())
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Only a per-document refusal is permanent; whatever else fails will work again
-/// once MongoDB does, so it is retried (and alarmed on through WriteRetries).
-fn classify(e: MongoError) -> StoreError {
-    StoreError::Transient(redact(&e))
-}
-
-/// Driver errors can quote the connection string; never let credentials into logs.
-fn redact(e: &MongoError) -> String {
-    let text = e.to_string();
-    match (text.find("://"), text.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***{}", &text[..scheme], &text[at..])
-        }
-        _ => text,
+/// `update` reports failed statements in its reply, not as a command error. A
+/// refusal names its statement, so its device: that device's messages cannot be
+/// stored with their state (the worker dead-letters them, the rest go on).
+fn check_write_errors(reply: &Document, deltas: &[devices::DeviceDelta]) -> Result<(), StoreError> {
+    let Ok(errors) = reply.get_array("writeErrors") else {
+        return Ok(());
+    };
+    let Some(first) = errors.iter().find_map(Bson::as_document) else {
+        return Ok(());
+    };
+    let code = first.get_i32("code").unwrap_or_default();
+    let message = first.get_str("errmsg").unwrap_or_default().to_owned();
+    let index = first.get_i32("index").unwrap_or_default().max(0) as usize;
+    match deltas.get(index) {
+        Some(d) => Err(StoreError::DeviceRefused {
+            device_id: d.device_id.clone(),
+            code,
+            message,
+        }),
+        None => Err(StoreError::Refused {
+            op: "update",
+            cause: Cause {
+                code: Some(code),
+                labels: Vec::new(),
+                message,
+            },
+        }),
     }
 }

@@ -1,10 +1,14 @@
 //! One worker per assigned partition: batches its messages in offset order,
-//! validates them, dead-letters the invalid, stores the valid exactly once, and
-//! only then publishes the next offset as durable. Transient failures are retried
-//! with backoff for as long as it takes; meanwhile the worker does not read its
-//! queue, so librdkafka stops fetching the partition at its prefetch bound.
+//! sorts them out ([`triage`]), stores the valid exactly once, dead-letters the
+//! rest, and only then publishes the next offset as durable.
+//!
+//! - Transient failures are retried with backoff for as long as it takes; meanwhile
+//!   the worker does not read its queue, so librdkafka stops fetching the partition
+//!   at its prefetch bound.
+//! - A batch MongoDB refuses as a whole (too large, or a refusal naming no document)
+//!   is halved down to one message; one message refused alone is dead-lettered.
+//! - Once told to stop, the worker never takes another message.
 
-use std::collections::HashSet;
 use std::fmt::Display;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -13,28 +17,33 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use rdkafka::Message as _;
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
+use rdkafka::message::BorrowedMessage;
 use telemetry::dead_letter::{self, SourceRecord};
-use telemetry::{Classify, Rejection, Retry, Unparseable};
+use telemetry::document::Prepared;
+use telemetry::{Classify, Rejection};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::config::Config;
-use crate::health::Health;
+use crate::dead_letter::DeadLetters;
+use crate::error::StoreError;
+use crate::gaps::{GapWatch, Unreadable};
+use crate::health::{Activity, Dependency, Health};
 use crate::metrics::Metrics;
-use crate::partitions::PartitionQueue;
 use crate::stop::StopSignal;
-use crate::store::{Prepared, Store, StoreError};
-
-pub type DlqProducer = FutureProducer<bridge_common::broker_context::BrokerContext>;
+use crate::store::Store;
+use crate::triage::triage;
 
 /// What every worker shares.
 pub struct Deps {
     /// One permit per message held in a batch (IN_FLIGHT_MESSAGES).
     pub in_flight: Semaphore,
+    /// One permit per KiB of the messages held in batches (IN_FLIGHT_BYTES).
+    pub in_flight_kib: Semaphore,
     pub config: Arc<Config>,
     pub store: Store,
-    pub dlq: DlqProducer,
+    pub dlq: DeadLetters,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
 }
@@ -44,22 +53,9 @@ pub struct Deps {
 #[derive(Debug)]
 pub struct Abandoned;
 
-/// Producing to the dead-letter topic failed. Always retried: the record cannot be
-/// skipped, and the broker will take it once it is back.
-#[derive(Debug, thiserror::Error)]
-#[error("producing to the dead-letter topic: {0}")]
-pub struct DlqError(String);
-
-impl Classify for DlqError {
-    fn retry(&self) -> Retry {
-        Retry::Transient
-    }
-}
-
 /// What a worker keeps of a fetched message while its batch is in flight. Not
 /// rdkafka's `OwnedMessage`: that copies every header (one allocation each, seven
-/// per record here) and the topic name, and neither is used again. The dead-letter
-/// record names the topic from the configuration.
+/// per record here) and the topic name, and neither is used again.
 #[derive(Debug)]
 struct Fetched {
     offset: i64,
@@ -68,7 +64,32 @@ struct Fetched {
     payload: Option<Vec<u8>>,
 }
 
+/// The in-flight budget one batch holds: a permit per message, and one per KiB.
+struct Room<'a> {
+    messages: SemaphorePermit<'a>,
+    kib: SemaphorePermit<'a>,
+}
+
+impl Room<'_> {
+    /// Gives back all but `keep` messages' permits and `keep_kib` KiB.
+    fn trim(&mut self, keep: usize, keep_kib: usize) {
+        if self.messages.num_permits() > keep {
+            drop(self.messages.split(self.messages.num_permits() - keep));
+        }
+        if self.kib.num_permits() > keep_kib {
+            drop(self.kib.split(self.kib.num_permits() - keep_kib));
+        }
+    }
+}
+
 impl Fetched {
+    /// KiB of the byte budget it takes (at least 1, at most the whole budget).
+    fn kib(&self, budget: usize) -> usize {
+        let bytes =
+            self.payload.as_ref().map_or(0, Vec::len) + self.key.as_ref().map_or(0, Vec::len);
+        bytes.div_ceil(1024).clamp(1, budget.max(1))
+    }
+
     fn from(m: &BorrowedMessage<'_>) -> Self {
         Self {
             offset: m.offset(),
@@ -79,24 +100,28 @@ impl Fetched {
     }
 }
 
-pub struct Worker {
+pub struct Worker<C: ConsumerContext + 'static> {
     pub partition: i32,
-    pub queue: PartitionQueue,
+    pub queue: StreamPartitionQueue<C>,
     pub stop: Arc<StopSignal>,
     /// The next offset to commit: every message below it is durable.
     pub durable: Arc<AtomicI64>,
     pub deps: Arc<Deps>,
-    /// Dropped when the worker ends; the rebalance callback waits on that.
+    pub activity: Arc<Activity>,
+    /// Declared last, so dropped after `queue`: whoever waits for it to close knows
+    /// the partition's queue is released (and may be split again).
     pub done: std::sync::mpsc::SyncSender<()>,
 }
 
-impl Worker {
+impl<C: ConsumerContext + 'static> Worker<C> {
     pub async fn run(self) {
-        while let Some((batch, _room)) = self.next_batch().await {
+        let mut reader = Reader::default();
+        while let Some((batch, room)) = self.next_batch(&mut reader).await {
             let Some(last) = batch.last().map(|m| m.offset) else {
                 continue;
             };
-            match self.process(&batch).await {
+            let unread = std::mem::take(&mut reader.unread);
+            match self.process(batch, unread, room).await {
                 Ok(()) => self.durable.store(last + 1, Ordering::SeqCst),
                 Err(Abandoned) => {
                     tracing::warn!(
@@ -107,119 +132,208 @@ impl Worker {
                     break;
                 }
             }
+            self.activity.idle();
         }
-        drop(self.done);
+        self.activity.idle();
     }
 
-    /// Up to `batch_size` messages, waiting at most `linger` after the first, with
-    /// the in-flight room they take (released when the batch is done). None when stopping.
-    async fn next_batch(&self) -> Option<(Vec<Fetched>, SemaphorePermit<'_>)> {
-        let first = loop {
-            tokio::select! {
-                m = self.queue.recv() => match m {
-                    Ok(m) => break Fetched::from(&m),
-                    Err(e) => self.fetch_error(&e),
-                },
-                () = self.stop.wait() => return None,
-            }
+    /// Up to `batch_size` messages (and the byte budget), waiting at most `linger`
+    /// after the first, with the in-flight room they take (released as the batch is
+    /// done). None when stopping: a stop wins over a ready message (biased), so a
+    /// stopped worker never takes another one.
+    async fn next_batch(&self, reader: &mut Reader) -> Option<(Vec<Fetched>, Room<'_>)> {
+        let stop = self.stop.wait();
+        tokio::pin!(stop);
+        let first = match reader.carry.take() {
+            Some(m) => m,
+            None => loop {
+                tokio::select! {
+                    biased;
+                    () = &mut stop => return None,
+                    m = self.queue.recv() => match m {
+                        Ok(m) => break reader.read(&m),
+                        Err(e) => self.fetch_error(e, reader),
+                    },
+                }
+            },
         };
-        let (size, linger) = (self.deps.config.batch_size, self.deps.config.linger());
-        // Room for a whole batch before taking more than one message: the semaphore
-        // is fair, so every partition gets its turn.
+        self.activity.busy();
+        let deps = &self.deps;
+        let (size, linger) = (deps.config.batch_size, deps.config.linger());
+        let budget_kib = deps.config.in_flight_kib();
+        // Room for a whole batch before taking more than one message: the semaphores
+        // are fair, so every partition gets its turn.
         let mut room = tokio::select! {
-            room = self.deps.in_flight.acquire_many(size) => room.ok()?,
-            () = self.stop.wait() => return None,
+            biased;
+            () = &mut stop => return None,
+            room = async {
+                let messages = deps.in_flight.acquire_many(size).await.ok()?;
+                let kib = deps.in_flight_kib.acquire_many(first.kib(budget_kib) as u32).await.ok()?;
+                Some(Room { messages, kib })
+            } => room?,
         };
         let until = tokio::time::Instant::now() + linger;
         let mut batch = vec![first];
         while batch.len() < size as usize {
-            match tokio::time::timeout_at(until, self.queue.recv()).await {
-                Ok(Ok(m)) => batch.push(Fetched::from(&m)),
-                Ok(Err(e)) => self.fetch_error(&e),
-                Err(_) => break,
+            tokio::select! {
+                biased;
+                () = &mut stop => return None,
+                m = tokio::time::timeout_at(until, self.queue.recv()) => match m {
+                    Ok(Ok(m)) => {
+                        let m = reader.read(&m);
+                        match deps.in_flight_kib.try_acquire_many(m.kib(budget_kib) as u32) {
+                            Ok(kib) => room.kib.merge(kib),
+                            Err(_) => {
+                                reader.carry = Some(m);
+                                break;
+                            }
+                        }
+                        batch.push(m);
+                    }
+                    Ok(Err(e)) => self.fetch_error(e, reader),
+                    Err(_) => break,
+                },
             }
         }
-        drop(room.split(size as usize - batch.len()));
-        (!self.stop.is_stopped()).then_some((batch, room))
+        drop(room.messages.split(size as usize - batch.len()));
+        Some((batch, room))
     }
 
-    /// librdkafka reports fetch problems here and retries them by itself.
-    fn fetch_error(&self, e: &rdkafka::error::KafkaError) {
-        tracing::warn!(partition = self.partition, error = %e, "fetch error (librdkafka retries by itself)");
+    /// librdkafka reports fetch problems here and retries them by itself; a record
+    /// batch it could not read is skipped, so the gap after this is watched.
+    fn fetch_error(&self, e: rdkafka::error::KafkaError, reader: &mut Reader) {
+        tracing::warn!(partition = self.partition, error = %e, "consumption error");
+        reader.gaps.error(e.to_string());
     }
 
-    async fn process(&self, batch: &[Fetched]) -> Result<(), Abandoned> {
+    async fn process(
+        &self,
+        batch: Vec<Fetched>,
+        unread: Vec<Unreadable>,
+        mut room: Room<'_>,
+    ) -> Result<(), Abandoned> {
         let started = Instant::now();
-        let deps = &self.deps;
-        Metrics::add(&deps.metrics.consumed, batch.len());
-        let now = Utc::now();
-        let mut seen = HashSet::with_capacity(batch.len());
-        let (mut items, mut sources, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
-        let mut in_batch_duplicates = 0;
-        for m in batch {
-            let accepted = match m.payload.as_deref() {
-                None => Err(Rejection::Unparseable(Unparseable::Empty)),
-                Some(value) => telemetry::accept(value, now),
-            };
-            // The in-batch duplicate check comes first: a duplicate needs no document.
-            let prepared = match accepted {
-                Ok((key, _)) if !seen.insert(key.clone()) => {
-                    in_batch_duplicates += 1;
-                    continue;
-                }
-                Ok((key, t)) => {
-                    Prepared::new(key, &t, now).map_err(|v| Rejection::Invalid(vec![v]))
-                }
-                Err(rejection) => Err(rejection),
-            };
-            match prepared {
-                Ok(p) => {
-                    items.push(p);
-                    sources.push(m);
-                }
-                Err(rejection) => rejected.push((m, rejection)),
-            }
-        }
-        Metrics::add(&deps.metrics.duplicates, in_batch_duplicates);
+        let metrics = &self.deps.metrics;
+        Metrics::add(&metrics.consumed, batch.len());
+        let sorted = triage(batch.iter().map(|m| m.payload.as_deref()), Utc::now());
+        Metrics::add(&metrics.duplicates, sorted.duplicates);
+        let mut rejected = sorted.rejected;
+        self.store(sorted.store, &mut rejected).await?;
 
-        for (m, rejection) in &rejected {
-            self.retry("dead-letter", || self.dead_letter(m, rejection))
-                .await?
-                .map_err(|_| Abandoned)?;
+        // What is stored needs no memory any more: keep only what still goes to the
+        // dead-letter topic, so a batch held up there holds (almost) no room.
+        let mut batch: Vec<Option<Fetched>> = batch.into_iter().map(Some).collect();
+        let dead: Vec<(Fetched, Rejection)> = rejected
+            .into_iter()
+            .filter_map(|(i, r)| Some((batch.get_mut(i)?.take()?, r)))
+            .collect();
+        drop(batch);
+        let budget = self.deps.config.in_flight_kib();
+        let keep_kib = dead.iter().map(|(m, _)| m.kib(budget)).sum();
+        room.trim(dead.len(), keep_kib);
+        for u in &unread {
+            let (m, rejection) = self.unreadable(u);
+            self.retry(Dependency::DeadLetterTopic, || {
+                self.dead_letter(&m, &rejection)
+            })
+            .await?
+            .map_err(|_| Abandoned)?;
+            Metrics::add(
+                &self.deps.metrics.unreadable_offsets,
+                (u.to - u.from + 1) as usize,
+            );
         }
-        loop {
-            match self.retry("write", || deps.store.write(&items)).await? {
+        for (m, rejection) in &dead {
+            self.retry(Dependency::DeadLetterTopic, || {
+                self.dead_letter(m, rejection)
+            })
+            .await?
+            .map_err(|_| Abandoned)?;
+        }
+        metrics.batch_latency(started.elapsed().as_secs_f64() * 1_000.0);
+        Ok(())
+    }
+
+    /// Stores `items` exactly once, moving what MongoDB refuses for good into `rejected`.
+    async fn store(
+        &self,
+        items: Vec<(usize, Prepared)>,
+        rejected: &mut Vec<(usize, Rejection)>,
+    ) -> Result<(), Abandoned> {
+        let metrics = &self.deps.metrics;
+        let mut pending = vec![Chunk::from(items)];
+        while let Some(mut chunk) = pending.pop() {
+            if chunk.docs.is_empty() {
+                continue;
+            }
+            let result = self
+                .retry(Dependency::MongoDb, || self.deps.store.write(&chunk.docs))
+                .await?;
+            match result {
                 Ok(stats) => {
-                    Metrics::add(&deps.metrics.inserted, stats.inserted);
-                    Metrics::add(&deps.metrics.duplicates, stats.duplicates);
-                    break;
+                    Metrics::add(&metrics.inserted, stats.inserted);
+                    Metrics::add(&metrics.duplicates, stats.duplicates);
                 }
                 Err(StoreError::Rejected {
                     index,
                     code,
                     message,
                 }) => {
-                    // One poison document must not hold back the rest: dead-letter it and write the others.
-                    items.remove(index);
-                    let m = sources.remove(index);
-                    let rejection = Rejection::Refused(format!("MongoDB error {code}: {message}"));
-                    self.retry("dead-letter", || self.dead_letter(m, &rejection))
-                        .await?
-                        .map_err(|_| Abandoned)?;
+                    // One poison document must not hold back the rest.
+                    let reason = format!("MongoDB error {code}: {message}");
+                    rejected.push((chunk.remove(index), Rejection::Refused(reason)));
+                    pending.push(chunk);
                 }
-                Err(e) => {
-                    // Only a misconfiguration gets here: stop without committing, never skip.
-                    tracing::error!(partition = self.partition, error = %e, "cannot store; stopping this partition");
-                    return Err(Abandoned);
+                Err(StoreError::DeviceRefused {
+                    device_id,
+                    code,
+                    message,
+                }) => {
+                    // Stored without its device state, the device's count would be wrong forever.
+                    let reason = format!(
+                        "MongoDB refused the device state of {device_id}: error {code}: {message}"
+                    );
+                    for i in chunk.take_device(&device_id) {
+                        rejected.push((i, Rejection::Refused(reason.clone())));
+                    }
+                    Metrics::add(&metrics.device_state_refused, 1);
+                    pending.push(chunk);
                 }
+                Err(e) if chunk.docs.len() > 1 => {
+                    // No single document named: halve until it is one message.
+                    tracing::warn!(partition = self.partition, size = chunk.docs.len(), error = %e, "batch refused as a whole; halving it");
+                    Metrics::add(&metrics.batch_splits, 1);
+                    let second = chunk.split_half();
+                    pending.push(second);
+                    pending.push(chunk);
+                }
+                Err(e) => rejected.push((chunk.remove(0), Rejection::Refused(e.to_string()))),
             }
         }
-        deps.metrics
-            .batch_latency(started.elapsed().as_secs_f64() * 1_000.0);
         Ok(())
     }
 
-    async fn dead_letter(&self, m: &Fetched, rejection: &Rejection) -> Result<(), DlqError> {
+    /// The dead letter of a range nobody could read: no bytes, the range and the error.
+    fn unreadable(&self, u: &Unreadable) -> (Fetched, Rejection) {
+        tracing::error!(partition = self.partition, from = u.from, to = u.to, error = %u.error, "unreadable offsets; dead-lettered as a range");
+        let reason = format!(
+            "offsets {}..{} of partition {} could not be read: {}",
+            u.from, u.to, self.partition, u.error
+        );
+        let m = Fetched {
+            offset: u.from,
+            timestamp_ms: None,
+            key: None,
+            payload: None,
+        };
+        (m, Rejection::Unreadable(reason))
+    }
+
+    async fn dead_letter(
+        &self,
+        m: &Fetched,
+        rejection: &Rejection,
+    ) -> Result<(), crate::dead_letter::DlqError> {
         let source = SourceRecord {
             topic: &self.deps.config.topic,
             partition: self.partition,
@@ -228,31 +342,23 @@ impl Worker {
             key: m.key.as_deref(),
             value: m.payload.as_deref().unwrap_or_default(),
         };
-        let record = dead_letter::from_kafka(&source, rejection);
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (name, value) in &record.headers {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(value.as_bytes()),
-            });
-        }
-        let rec = FutureRecord::to(&self.deps.config.dlq_topic)
-            .key(&record.key)
-            .payload(&record.value)
-            .headers(headers);
-        match self.deps.dlq.send(rec, Duration::from_secs(5)).await {
-            Ok(_) => {
-                Metrics::add(&self.deps.metrics.dead_lettered, 1);
-                tracing::info!(partition = self.partition, offset = m.offset, reason = %rejection, "dead-lettered");
-                Ok(())
-            }
-            Err((e, _)) => Err(DlqError(e.to_string())),
-        }
+        self.deps
+            .dlq
+            .send(&dead_letter::from_kafka(&source, rejection))
+            .await?;
+        Metrics::add(&self.deps.metrics.dead_lettered, 1);
+        tracing::info!(partition = self.partition, offset = m.offset, reason = %rejection, "dead-lettered");
+        Ok(())
     }
 
     /// Retries transient failures with exponential backoff and jitter, capped per
-    /// attempt, never in total. Gives up only when told to stop.
-    async fn retry<T, E, F, Fut>(&self, what: &str, mut op: F) -> Result<Result<T, E>, Abandoned>
+    /// attempt, never in total. Gives up only when told to stop. While it retries,
+    /// `dependency` is reported failing (not ready).
+    async fn retry<T, E, F, Fut>(
+        &self,
+        dependency: Dependency,
+        mut op: F,
+    ) -> Result<Result<T, E>, Abandoned>
     where
         E: Classify + Display,
         F: FnMut() -> Fut,
@@ -265,16 +371,22 @@ impl Worker {
             .with_jitter()
             .without_max_times()
             .build();
+        let health = &self.deps.health;
         loop {
+            self.activity.attempt();
             match op().await {
                 Ok(v) => {
-                    self.deps.health.set_store_ok(true);
+                    health.set_failing(dependency, false);
                     return Ok(Ok(v));
                 }
                 Err(e) if e.is_retryable() => {
-                    Metrics::add(&self.deps.metrics.write_retries, 1);
-                    self.deps.health.set_store_ok(false);
-                    tracing::warn!(partition = self.partition, what, error = %e, "transient failure; partition held, retrying");
+                    let counter = match dependency {
+                        Dependency::MongoDb => &self.deps.metrics.write_retries,
+                        Dependency::DeadLetterTopic => &self.deps.metrics.dead_letter_failures,
+                    };
+                    Metrics::add(counter, 1);
+                    health.set_failing(dependency, true);
+                    tracing::warn!(partition = self.partition, ?dependency, error = %e, "transient failure; partition held, retrying");
                     if self.stop.is_stopped() {
                         return Err(Abandoned);
                     }
@@ -284,8 +396,73 @@ impl Worker {
                         () = self.stop.wait() => return Err(Abandoned),
                     }
                 }
-                Err(e) => return Ok(Err(e)),
+                Err(e) => {
+                    health.set_failing(dependency, false);
+                    return Ok(Err(e));
+                }
             }
         }
+    }
+}
+
+/// What a worker remembers between batches while reading its queue.
+#[derive(Default)]
+struct Reader {
+    /// A message that did not fit the byte budget of the last batch: it starts the next.
+    carry: Option<Fetched>,
+    gaps: GapWatch,
+    /// Ranges skipped after a consumption error, dead-lettered with the next batch.
+    unread: Vec<Unreadable>,
+}
+
+impl Reader {
+    fn read(&mut self, m: &BorrowedMessage<'_>) -> Fetched {
+        if let Some(gap) = self.gaps.next(m.offset()) {
+            self.unread.push(gap);
+        }
+        Fetched::from(m)
+    }
+}
+
+/// Documents to store with the batch index of each: kept as two vectors so the
+/// documents go to the store as one slice, without copies.
+struct Chunk {
+    index: Vec<usize>,
+    docs: Vec<Prepared>,
+}
+
+impl From<Vec<(usize, Prepared)>> for Chunk {
+    fn from(items: Vec<(usize, Prepared)>) -> Self {
+        let (index, docs) = items.into_iter().unzip();
+        Self { index, docs }
+    }
+}
+
+impl Chunk {
+    fn remove(&mut self, i: usize) -> usize {
+        self.docs.remove(i);
+        self.index.remove(i)
+    }
+
+    fn split_half(&mut self) -> Chunk {
+        let at = self.docs.len() / 2;
+        Chunk {
+            index: self.index.split_off(at),
+            docs: self.docs.split_off(at),
+        }
+    }
+
+    /// Removes the device's documents; returns their batch indexes.
+    fn take_device(&mut self, device_id: &str) -> Vec<usize> {
+        let mut taken = Vec::new();
+        let mut i = 0;
+        while i < self.docs.len() {
+            if self.docs[i].device_id == device_id {
+                taken.push(self.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        taken
     }
 }

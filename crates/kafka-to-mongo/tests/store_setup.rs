@@ -3,7 +3,8 @@
 //! device state in the old flat shape is migrated.
 
 use bson::{Document, doc};
-use kafka_to_mongo::store::{Prepared, Store};
+use kafka_to_mongo::store::Store;
+use telemetry::document::Prepared;
 use testkit::StackEnv;
 
 async fn store_on_fresh_database(name: &str) -> (mongodb::Database, Store) {
@@ -102,5 +103,95 @@ async fn device_state_in_the_old_flat_shape_is_migrated_and_then_kept_newest() {
         last.get_document("readings").unwrap().get_i64("v").unwrap(),
         6
     );
+    db.drop().await.unwrap();
+}
+
+async fn ttl_seconds(db: &mongodb::Database) -> Option<i64> {
+    use futures::TryStreamExt as _;
+    let indexes: Vec<mongodb::IndexModel> = db
+        .collection::<Document>("telemetry")
+        .list_indexes()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    indexes
+        .iter()
+        .find(|i| i.options.as_ref().and_then(|o| o.name.as_deref()) == Some("ts_ttl"))
+        .and_then(|i| i.options.as_ref()?.expire_after)
+        .map(|d| d.as_secs() as i64)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writers_starting_together_with_a_retention_all_succeed_and_a_new_retention_applies_in_place()
+ {
+    let (db, first) = store_on_fresh_database("ttl-race").await;
+    let second = Store::connect(
+        StackEnv::get().mongo_uri(),
+        db.name(),
+        "telemetry",
+        "devices",
+    )
+    .await
+    .unwrap();
+    // ECS starts tasks together: every one of them must get through start-up.
+    for round in 0..5 {
+        let (a, b) = tokio::join!(
+            first.ensure_indexes(Some(30)),
+            second.ensure_indexes(Some(30))
+        );
+        assert!(a.is_ok() && b.is_ok(), "round {round}: {a:?} {b:?}");
+    }
+    assert_eq!(ttl_seconds(&db).await, Some(30 * 86_400));
+
+    // A new retention changes the expiry of the same index; it is never dropped meanwhile.
+    let (a, b) = tokio::join!(
+        first.ensure_indexes(Some(7)),
+        second.ensure_indexes(Some(7))
+    );
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    assert_eq!(ttl_seconds(&db).await, Some(7 * 86_400));
+    db.drop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn already_stored_documents_are_found_by_a_majority_read() {
+    use std::sync::{Arc, Mutex};
+    let db = testkit::mongo::fresh_database("majority").await;
+    let finds: Arc<Mutex<Vec<Document>>> = Arc::default();
+    let seen = Arc::clone(&finds);
+    let mut opts = mongodb::options::ClientOptions::parse(StackEnv::get().mongo_uri())
+        .await
+        .unwrap();
+    opts.command_event_handler = Some(mongodb::event::EventHandler::callback(
+        move |e: mongodb::event::command::CommandEvent| {
+            if let mongodb::event::command::CommandEvent::Started(s) = e
+                && s.command_name == "find"
+            {
+                seen.lock().unwrap().push(s.command);
+            }
+        },
+    ));
+    let client = mongodb::Client::with_options(opts).unwrap();
+    let store = Store::from_client(client, db.name(), "telemetry", "devices");
+    store.ensure_indexes(None).await.unwrap();
+    let base = 1_767_225_600_000i64;
+    let batch = [reading("d", 1, base), reading("d", 2, base + 1_000)];
+    store.write(&batch[..1]).await.unwrap();
+    // One of the two is stored: the transaction aborts on the duplicate, and the
+    // writer asks which documents exist. A failover could roll back a document seen
+    // by a local read after the offset is committed past it: only majority counts.
+    let stats = store.write(&batch).await.unwrap();
+    assert_eq!((stats.inserted, stats.duplicates), (1, 1));
+    let finds = finds.lock().unwrap().clone();
+    assert!(!finds.is_empty(), "the existing documents were looked up");
+    for f in &finds {
+        let level = f
+            .get_document("readConcern")
+            .ok()
+            .and_then(|r| r.get_str("level").ok());
+        assert_eq!(level, Some("majority"), "{f}");
+    }
     db.drop().await.unwrap();
 }

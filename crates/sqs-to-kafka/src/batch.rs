@@ -9,7 +9,6 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 use bridge_common::emf::{EmfRecord, Unit};
 use futures::FutureExt as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use telemetry::{KafkaRecord, dead_letter, frame};
 
@@ -245,13 +244,7 @@ async fn enqueue(
     record: &KafkaRecord,
     deadline: Instant,
 ) -> Result<DeliveryFuture, String> {
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-    for (name, value) in &record.headers {
-        headers = headers.insert(Header {
-            key: name,
-            value: Some(value.as_bytes()),
-        });
-    }
+    let headers = bridge_common::kafka::record_headers(&record.headers);
     let mut rec = FutureRecord::to(topic)
         .key(record.key.as_bytes())
         .payload(&record.value)

@@ -33,6 +33,34 @@ pub mod field {
     pub const EXTRA: &str = "extra";
 }
 
+/// A validated message ready to store: its document, and what the device state
+/// needs. The parsed body is not kept (BENCHMARKS.md: memory per message).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub key: String,
+    pub device_id: String,
+    pub ts: DateTime<Utc>,
+    pub seq: Option<u64>,
+    pub doc: RawDocumentBuf,
+}
+
+impl Prepared {
+    pub fn new(key: String, t: &Telemetry, now: DateTime<Utc>) -> Result<Self, Violation> {
+        Ok(Self {
+            doc: to_document(&key, t, now)?,
+            key,
+            device_id: t.device_id.clone(),
+            ts: t.ts,
+            seq: t.seq,
+        })
+    }
+
+    /// Bytes of the stored document (what MongoDB's size limits count).
+    pub fn size(&self) -> usize {
+        self.doc.as_bytes().len()
+    }
+}
+
 /// Fails only for a key BSON cannot hold (NUL), which validation already rejects:
 /// a `Telemetry` built by hand gets the same violation instead of a panic.
 pub fn to_document(

@@ -149,6 +149,10 @@ pub enum Rejection {
     /// Valid by schema v1, but the database refused it (a collection validator, say).
     #[error("refused by the store: {0}")]
     Refused(String),
+    /// Offsets the consumer could not read (a corrupt record batch, say): the record
+    /// carries no original bytes, only the range and the broker's error.
+    #[error("unreadable: {0}")]
+    Unreadable(String),
 }
 
 impl Rejection {
@@ -156,18 +160,19 @@ impl Rejection {
         Rejection::Invalid(vec![Violation::new(path, rule)])
     }
 
-    /// "unparseable" or "invalid", for headers and metrics.
+    /// "unparseable", "invalid", "refused" or "unreadable", for headers and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
             Rejection::Unparseable(_) => "unparseable",
             Rejection::Invalid(_) => "invalid",
             Rejection::Refused(_) => "refused",
+            Rejection::Unreadable(_) => "unreadable",
         }
     }
 
     pub fn violations(&self) -> &[Violation] {
         match self {
-            Rejection::Unparseable(_) | Rejection::Refused(_) => &[],
+            Rejection::Unparseable(_) | Rejection::Refused(_) | Rejection::Unreadable(_) => &[],
             Rejection::Invalid(v) => v,
         }
     }

@@ -101,6 +101,46 @@ pub async fn read_n(topic: &str, n: usize) -> Vec<rdkafka::message::OwnedMessage
     out
 }
 
+/// Every record of `topic` on `bootstrap`, up to the high watermarks at the call.
+pub async fn read_all_on(bootstrap: &str, topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::Message as _;
+    let consumer: StreamConsumer = config()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", crate::unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut left: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+    for p in md.topics()[0].partitions() {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .expect("watermarks");
+        if high > 0 {
+            left.insert(p.id(), high);
+        }
+    }
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    while !left.is_empty() {
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{topic}: records missing after 30 s ({left:?} left)"))
+            .expect("consume");
+        if left
+            .get(&m.partition())
+            .is_some_and(|high| m.offset() + 1 >= *high)
+        {
+            left.remove(&m.partition());
+        }
+        out.push(m.detach());
+    }
+    out
+}
+
 /// Records currently in `topic` (sum over partitions of high - low watermark).
 pub fn record_count(topic: &str) -> i64 {
     let consumer: rdkafka::consumer::BaseConsumer = config().create().expect("consumer");
@@ -138,6 +178,16 @@ pub async fn produce_telemetry(
     topic: &str,
     payloads: &[serde_json::Map<String, serde_json::Value>],
 ) {
+    produce_telemetry_to(bootstrap, topic, None, payloads).await;
+}
+
+/// As [`produce_telemetry`], all to one `partition` when given (else by key).
+pub async fn produce_telemetry_to(
+    bootstrap: &str,
+    topic: &str,
+    partition: Option<i32>,
+    payloads: &[serde_json::Map<String, serde_json::Value>],
+) {
     let producer: FutureProducer = config()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -159,7 +209,7 @@ pub async fn produce_telemetry(
         let record = telemetry::frame(&body)
             .expect("payloads must frame")
             .into_kafka_record(&msg);
-        pending.push(enqueue(&producer, topic, &record).await);
+        pending.push(enqueue(&producer, topic, partition, &record).await);
     }
     for delivery in pending {
         delivery
@@ -171,19 +221,30 @@ pub async fn produce_telemetry(
 
 /// Sends raw values (for bodies that would not frame, or invalid ones) with a key.
 pub async fn produce_raw(bootstrap: &str, topic: &str, records: &[(String, Vec<u8>)]) {
+    produce_raw_to(bootstrap, topic, None, records).await;
+}
+
+/// As [`produce_raw`], all to one `partition` when given (else by key).
+pub async fn produce_raw_to(
+    bootstrap: &str,
+    topic: &str,
+    partition: Option<i32>,
+    records: &[(String, Vec<u8>)],
+) {
     let producer: FutureProducer = config()
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
         .create()
         .expect("producer");
     for (key, value) in records {
+        let mut rec = rdkafka::producer::FutureRecord::to(topic)
+            .key(key)
+            .payload(value);
+        if let Some(p) = partition {
+            rec = rec.partition(p);
+        }
         producer
-            .send(
-                rdkafka::producer::FutureRecord::to(topic)
-                    .key(key)
-                    .payload(value),
-                Duration::from_secs(30),
-            )
+            .send(rec, Duration::from_secs(30))
             .await
             .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
     }
@@ -193,6 +254,7 @@ pub async fn produce_raw(bootstrap: &str, topic: &str, records: &[(String, Vec<u
 async fn enqueue(
     producer: &FutureProducer,
     topic: &str,
+    partition: Option<i32>,
     record: &telemetry::KafkaRecord,
 ) -> rdkafka::producer::DeliveryFuture {
     use rdkafka::message::{Header, OwnedHeaders};
@@ -207,6 +269,9 @@ async fn enqueue(
         .key(&record.key)
         .payload(&record.value)
         .headers(headers);
+    if let Some(p) = partition {
+        rec = rec.partition(p);
+    }
     loop {
         match producer.send_result(rec) {
             Ok(delivery) => return delivery,

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod fault_proxy;
 pub mod kafka;
 pub mod mongo;
 pub mod process;

@@ -171,6 +171,9 @@ impl Server {
             return;
         };
         let _ = Command::new("kill")
+            .args(["-CONT", &child.id().to_string()])
+            .status();
+        let _ = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
             .status();
@@ -188,9 +191,31 @@ impl Server {
     /// SIGKILL: a crash, with no chance to flush or say goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGSTOP: the process keeps its sockets open and answers nothing (a hung server).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Server::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {} ({pid})", self.name);
     }
 
     pub fn restart(&mut self) {

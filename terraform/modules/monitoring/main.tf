@@ -189,6 +189,54 @@ resource "aws_cloudwatch_metric_alarm" "write_retries" {
   ok_actions          = local.actions
 }
 
+# The writer conditions an operator must act on: each is retried or dead-lettered by
+# the writer itself, so the alarm is the only place they surface.
+locals {
+  writer_alarms = var.enable_writer ? {
+    dead-letter-failures = {
+      metric      = "DeadLetterFailures"
+      description = "Sends to the dead-letter topic keep failing (topic deleted or denied, broker down): the partitions holding invalid messages are not committed past them."
+    }
+    stalled-partitions = {
+      metric      = "StalledPartitions"
+      description = "A partition worker made no attempt for STALL_TIMEOUT_MS: /healthz fails and ECS replaces the task."
+    }
+    commit-failures = {
+      metric      = "CommitFailures"
+      description = "Kafka offset commits are failing (they are sent again): after a restart the writer re-reads and deduplicates what was not committed."
+    }
+    batch-splits = {
+      metric      = "BatchSplits"
+      description = "MongoDB refused whole batches (too large for a transaction, or a refusal naming no document): they were halved, and single messages dead-lettered."
+    }
+    unreadable-offsets = {
+      metric      = "UnreadableOffsets"
+      description = "The writer could not read some offsets (a corrupt record batch): they were dead-lettered as ranges with the broker's error; the data must be recovered from the source."
+    }
+    device-state-refused = {
+      metric      = "DeviceStateRefused"
+      description = "MongoDB refused device-state updates (a validator on the devices collection, a wrong-typed count): those devices' messages were dead-lettered."
+    }
+  } : {}
+}
+
+resource "aws_cloudwatch_metric_alarm" "writer_condition" {
+  for_each            = local.writer_alarms
+  alarm_name          = "${var.name_prefix}-writer-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = local.ns
+  metric_name         = each.value.metric
+  dimensions          = { Service = local.svc, Topic = local.topic }
+  statistic           = each.value.metric == "StalledPartitions" ? "Maximum" : "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+}
+
 # ---- Logs Insights ----
 # Both binaries log JSON through tracing: the message and fields sit under "fields".
 resource "aws_cloudwatch_query_definition" "lambda_failures" {

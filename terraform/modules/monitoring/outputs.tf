@@ -23,6 +23,7 @@ output "alarm_names" {
     aws_cloudwatch_metric_alarm.consumer_lag[*].alarm_name,
     aws_cloudwatch_metric_alarm.writer_dead_lettered[*].alarm_name,
     aws_cloudwatch_metric_alarm.write_retries[*].alarm_name,
+    [for a in aws_cloudwatch_metric_alarm.writer_condition : a.alarm_name],
   )
 }
 

@@ -286,3 +286,52 @@ impl Drop for Writer {
 pub async fn drop_db(s: &Setup) {
     s.db().await.drop().await.unwrap();
 }
+
+/// The address of the MongoDB server in `uri` (`mongodb://HOST:PORT/...`), for a fault proxy.
+pub fn mongo_address(uri: &str) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs as _;
+    let hosts = uri
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split(['/', '?']).next())
+        .expect("host in the MongoDB URI");
+    hosts
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| panic!("resolve {hosts}"))
+}
+
+/// A fault proxy in front of the stack's MongoDB, and the URI that goes through it.
+pub fn proxied_mongo(s: &Setup) -> (testkit::fault_proxy::FaultProxy, String) {
+    let proxy = testkit::fault_proxy::FaultProxy::start(mongo_address(&s.mongo_uri));
+    let uri = format!("mongodb://{}/?directConnection=true", proxy.addr());
+    (proxy, uri)
+}
+
+impl Writer {
+    /// The partitions of the writer's last "partitions assigned" log line.
+    pub fn last_assigned(&self) -> Option<Vec<i32>> {
+        let text = self.log_text();
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("partitions assigned"))?;
+        let v: Value = serde_json::from_str(line).ok()?;
+        let list = v["fields"]["assigned"].as_str()?;
+        Some(
+            list.trim_matches(['[', ']'])
+                .split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect(),
+        )
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}

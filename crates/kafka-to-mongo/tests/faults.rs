@@ -1,0 +1,295 @@
+//! Faults the crash tests do not reach: a MongoDB connection that never answers,
+//! a worker that outlives its grace and gets its partition back, a dead-letter
+//! topic that cannot be written, and start-up while MongoDB is unreachable. Each
+//! runs the real writer against real servers, with a fault proxy in between.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Setup, Writer, payloads, proxied_mongo};
+use testkit::fault_proxy::Mode;
+use testkit::kafka;
+
+async fn device_total(s: &Setup) -> i64 {
+    s.devices()
+        .await
+        .values()
+        .map(|d| d.get_i64("count").unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_black_holed_mongodb_connection_times_out_is_retried_and_reported_not_ready() {
+    let s = Setup::on_stack().await;
+    let (proxy, uri) = proxied_mongo(&s);
+    let w = Writer::start(
+        &s,
+        "w",
+        &[("MONGODB_URI", &uri), ("MONGODB_TIMEOUT_MS", "2000")],
+    );
+    w.wait_ready().await;
+    let msgs = payloads(1_000);
+    s.produce(&msgs[..500]).await;
+    s.settled(500, Duration::from_secs(60)).await;
+
+    // The server is "up" but never answers: without a deadline a write waits forever.
+    proxy.set(Mode::BlackHole);
+    s.produce(&msgs[500..]).await;
+    w.wait_metric("WriteRetries", 2.0).await;
+    let (code, why) = w.get("/readyz").expect("health answers");
+    assert_eq!(code, 503, "not ready while MongoDB does not answer");
+    assert!(why.contains("MongoDB"), "the reason names MongoDB: {why}");
+    assert_eq!(
+        w.get("/healthz").map(|r| r.0),
+        Some(200),
+        "retrying an outage is not hung: restarting the task would not help"
+    );
+    assert_eq!(
+        s.committed_and_high(),
+        (500, 1_000),
+        "nothing unwritten is committed"
+    );
+
+    proxy.set(Mode::Pass);
+    s.settled(1_000, Duration::from_secs(120)).await;
+    assert_eq!(device_total(&s).await, 1_000);
+    common::drop_db(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_revoked_past_the_grace_and_assigned_back_keeps_flowing_and_loses_nothing() {
+    let s = Setup::on_stack().await;
+    let (proxy, uri) = proxied_mongo(&s);
+    let grace = [("SHUTDOWN_GRACE_MS", "500")];
+    let a = Writer::start(&s, "a", &[grace[0], ("MONGODB_URI", &uri)]);
+    a.wait_ready().await;
+    let msgs = payloads(3_000);
+    s.produce(&msgs[..1_000]).await;
+    s.settled(1_000, Duration::from_secs(60)).await;
+
+    // A's writes hang, so its workers cannot finish within the grace of the rebalances below.
+    proxy.set(Mode::BlackHole);
+    s.produce(&msgs[1_000..2_000]).await;
+    a.wait_metric("MessagesConsumed", 2_000.0).await;
+    let mut b = Writer::start(&s, "b", &grace);
+    testkit::wait_for("b assigned partitions", Duration::from_secs(60), || async {
+        b.last_assigned().filter(|p| !p.is_empty())
+    })
+    .await;
+    testkit::wait_for(
+        "a gave up a batch at the grace",
+        Duration::from_secs(30),
+        || async { (a.log_count("grace") > 0).then_some(()) },
+    )
+    .await;
+    assert!(b.sigterm().success(), "{}", b.log_text());
+    testkit::wait_for(
+        "a owns all six partitions again",
+        Duration::from_secs(60),
+        || async { (a.last_assigned()?.len() == 6).then_some(()) },
+    )
+    .await;
+
+    // Every partition must flow again in A, and nothing the old workers held may be skipped.
+    proxy.set(Mode::Pass);
+    s.produce(&msgs[2_000..]).await;
+    s.settled(3_000, Duration::from_secs(120)).await;
+    assert_eq!(device_total(&s).await, 3_000, "0 lost, 0 double-counted");
+    assert_eq!(a.get("/healthz").map(|r| r.0), Some(200));
+    common::drop_db(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unwritable_dead_letter_topic_holds_only_its_partitions_and_recovers() {
+    let s = Setup::on_stack().await;
+    // Two partitions each end a batch with one invalid message.
+    let msgs = payloads(2_400);
+    for (p, chunk) in msgs[..800].chunks(400).enumerate() {
+        kafka::produce_telemetry_to(&s.bootstrap, &s.topic, Some(p as i32), chunk).await;
+        let bad = vec![("d".to_owned(), b"not json".to_vec())];
+        kafka::produce_raw_to(&s.bootstrap, &s.topic, Some(p as i32), &bad).await;
+    }
+    // The broker creates missing topics on first use, so "unwritable" is a name it
+    // refuses (as a deleted topic with creation off, or a denied one, would be).
+    let mut w = Writer::start(
+        &s,
+        "w",
+        &[
+            ("KAFKA_DLQ_TOPIC", "not a valid topic name!"),
+            ("BATCH_SIZE", "500"),
+            ("IN_FLIGHT_MESSAGES", "1000"),
+            ("DLQ_TIMEOUT_MS", "2000"),
+        ],
+    );
+    w.wait_ready().await;
+    // The two stuck batches must not starve the other partitions of room.
+    for p in 2..6 {
+        let chunk = &msgs[800 + (p - 2) * 400..800 + (p - 1) * 400];
+        kafka::produce_telemetry_to(&s.bootstrap, &s.topic, Some(p as i32), chunk).await;
+    }
+    testkit::wait_for(
+        "every valid message stored while the DLQ is unwritable",
+        Duration::from_secs(90),
+        || async { (s.count().await == 2_400).then_some(()) },
+    )
+    .await;
+    w.wait_metric("DeadLetterFailures", 1.0).await;
+    testkit::wait_for(
+        "partitions 2-5 committed",
+        Duration::from_secs(30),
+        || async { (s.committed_and_high().0 >= 1_600).then_some(()) },
+    )
+    .await;
+    let (committed, high) = s.committed_and_high();
+    assert_eq!(high, 2_402);
+    assert!(
+        committed <= 2_400,
+        "nothing past an undelivered dead letter is committed: {committed}"
+    );
+    let (code, why) = w.get("/readyz").expect("health answers");
+    assert_eq!(code, 503);
+    assert!(why.contains("dead-letter"), "{why}");
+    assert!(
+        w.sigterm().success(),
+        "a stop ends the retries: {}",
+        w.log_text()
+    );
+
+    // Fixed: the next writer dead-letters both and commits everything, storing nothing twice.
+    let fixed = s.writer("fixed");
+    testkit::wait_for("all committed", Duration::from_secs(120), || async {
+        let (c, h) = s.committed_and_high();
+        (c == h).then_some(())
+    })
+    .await;
+    assert_eq!(s.count().await, 2_400);
+    assert_eq!(device_total(&s).await, 2_400);
+    assert_eq!(kafka::read_n(&s.dlq, 2).await.len(), 2);
+    fixed.wait_metric("Duplicates", 800.0).await;
+    common::drop_db(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_health_server_answers_not_ready_while_start_up_waits_for_mongodb() {
+    let s = Setup::on_stack().await;
+    let (proxy, uri) = proxied_mongo(&s);
+    proxy.set(Mode::BlackHole);
+    let w = Writer::start(
+        &s,
+        "w",
+        &[
+            ("MONGODB_URI", &uri),
+            ("MONGODB_TIMEOUT_MS", "1000"),
+            ("RETENTION_DAYS", "30"),
+        ],
+    );
+    let (code, why) = testkit::wait_for(
+        "the health server answers during start-up",
+        Duration::from_secs(30),
+        || async { w.get("/readyz") },
+    )
+    .await;
+    assert_eq!(code, 503, "{why}");
+    assert!(why.contains("starting"), "{why}");
+    assert_eq!(
+        w.get("/healthz").map(|r| r.0),
+        Some(200),
+        "starting is alive"
+    );
+
+    proxy.set(Mode::Pass);
+    w.wait_ready().await;
+    s.produce(&payloads(100)).await;
+    s.settled(100, Duration::from_secs(60)).await;
+    common::drop_db(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_whose_state_mongodb_refuses_is_dead_lettered_and_the_others_are_stored() {
+    let s = Setup::on_stack().await;
+    let msgs = payloads(400);
+    let victim = msgs[0]["deviceId"].as_str().unwrap().to_owned();
+    let theirs = msgs
+        .iter()
+        .filter(|m| m["deviceId"] == victim.as_str())
+        .count() as u64;
+    // A `count` someone wrote as text: `$inc` on it fails, every time (TypeMismatch).
+    let devices = s
+        .db()
+        .await
+        .collection::<mongodb::bson::Document>("devices");
+    devices
+        .insert_one(mongodb::bson::doc! {"_id": &victim, "count": "many"})
+        .await
+        .unwrap();
+    let w = s.writer("w");
+    w.wait_ready().await;
+    s.produce(&msgs).await;
+    testkit::wait_for("all committed", Duration::from_secs(120), || async {
+        let (c, h) = s.committed_and_high();
+        (c == h && h == 400).then_some(())
+    })
+    .await;
+    assert_eq!(
+        s.count().await,
+        400 - theirs,
+        "the other devices' messages are stored"
+    );
+    let dead = kafka::read_n(&s.dlq, theirs as usize).await;
+    for m in &dead {
+        let reason = kafka::header(m, telemetry::envelope::header::DLQ_REASON).unwrap();
+        assert!(
+            reason.contains("device state") && reason.contains(&victim),
+            "{reason}"
+        );
+    }
+    assert_eq!(kafka::record_count(&s.dlq), theirs as i64, "each once");
+    let others: i64 = s
+        .devices()
+        .await
+        .iter()
+        .filter(|(id, _)| **id != victim)
+        .map(|(_, d)| d.get_i64("count").unwrap())
+        .sum();
+    assert_eq!(others as u64, 400 - theirs, "counts match what is stored");
+    w.wait_metric("DeviceStateRefused", 1.0).await;
+    common::drop_db(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_too_large_for_one_transaction_is_halved_until_it_is_stored() {
+    let s = Setup::on_stack().await;
+    // 300 messages of ~63 KB from 300 devices: one batch of them is ~19 MB, more than
+    // one transaction may hold (and its device update is one command over 16 MiB).
+    let big = "x".repeat(250);
+    let mut msgs: Vec<_> =
+        telemetry::sample::Generator::new(300, 5, telemetry::sample::DEFAULT_START_MS)
+            .take(300)
+            .collect();
+    for m in &mut msgs {
+        let readings = m["readings"].as_object_mut().unwrap();
+        for i in 0..250 {
+            readings.insert(format!("r{i:03}"), serde_json::json!(big));
+        }
+    }
+    s.produce(&msgs).await;
+    let w = Writer::start(
+        &s,
+        "w",
+        &[
+            ("BATCH_LINGER_MS", "3000"),
+            ("KAFKA_PREFETCH_KBYTES", "65536"),
+            ("IN_FLIGHT_BYTES", "268435456"),
+        ],
+    );
+    w.wait_ready().await;
+    s.settled(300, Duration::from_secs(180)).await;
+    assert_eq!(device_total(&s).await, 300);
+    assert_eq!(
+        kafka::record_count(&s.dlq),
+        0,
+        "nothing dead-lettered: every message fits alone"
+    );
+    common::drop_db(&s).await;
+}
