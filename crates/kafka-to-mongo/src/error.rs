@@ -84,6 +84,11 @@ impl Classify for StoreError {
     }
 }
 
+/// Whether a server code says the command itself is wrong (retrying gets the same answer).
+pub fn is_permanent_code(code: i32) -> bool {
+    PERMANENT.contains(&code)
+}
+
 /// The server code of a command error, or of a write concern error.
 pub fn code_of(e: &MongoError) -> Option<i32> {
     match e.kind.as_ref() {

@@ -27,7 +27,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::health::Activity;
 use crate::metrics::Metrics;
 use crate::stop::StopSignal;
-use crate::worker::{Deps, Worker};
+use crate::worker::{Deps, PartitionControl, Worker};
 
 /// How long a cancelled worker may take to end (it is dropped at its next await).
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
@@ -145,7 +145,12 @@ impl Partitions {
                 tracing::error!(partition, "cannot split the partition's queue");
                 continue;
             };
-            let slot = self.spawn(partition, queue);
+            let control = Arc::new(Control {
+                consumer: Arc::downgrade(consumer),
+                topic: self.topic.clone(),
+                partition,
+            });
+            let slot = self.spawn(partition, queue, control);
             self.lock().insert(partition, slot);
         }
     }
@@ -173,6 +178,7 @@ impl Partitions {
         &self,
         partition: i32,
         queue: rdkafka::consumer::stream_consumer::StreamPartitionQueue<C>,
+        control: Arc<dyn PartitionControl>,
     ) -> Slot {
         let (done_tx, done) = std::sync::mpsc::sync_channel(0);
         let stop = Arc::new(StopSignal::default());
@@ -182,6 +188,7 @@ impl Partitions {
         let worker = Worker {
             partition,
             queue,
+            control,
             stop: Arc::clone(&stop),
             durable: Arc::clone(&durable),
             deps: Arc::clone(&self.deps),
@@ -315,6 +322,35 @@ impl Partitions {
                 }
             }
         }
+    }
+}
+
+/// A worker's handle on its own partition. Weak: the consumer owns the workers' context.
+struct Control<C: ConsumerContext + 'static> {
+    consumer: std::sync::Weak<StreamConsumer<C>>,
+    topic: String,
+    partition: i32,
+}
+
+impl<C: ConsumerContext + 'static> PartitionControl for Control<C> {
+    fn high_watermark(&self) -> Option<i64> {
+        let consumer = self.consumer.upgrade()?;
+        consumer
+            .fetch_watermarks(&self.topic, self.partition, Duration::from_secs(5))
+            .ok()
+            .map(|(_, high)| high)
+    }
+
+    fn seek(&self, offset: i64) -> Result<(), rdkafka::error::KafkaError> {
+        let Some(consumer) = self.consumer.upgrade() else {
+            return Ok(());
+        };
+        consumer.seek(
+            &self.topic,
+            self.partition,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        )
     }
 }
 

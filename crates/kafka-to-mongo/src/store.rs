@@ -17,7 +17,7 @@ use telemetry::document::Prepared;
 use crate::devices;
 use crate::error::{
     Cause, DUPLICATE_KEY, INDEX_KEY_SPECS_CONFLICT, INDEX_NOT_FOUND, INDEX_OPTIONS_CONFLICT,
-    NAMESPACE_EXISTS, StoreError, classify, deadline, redact,
+    NAMESPACE_EXISTS, StoreError, TOO_LARGE, classify, deadline, is_permanent_code, redact,
 };
 
 const TTL_INDEX: &str = "ts_ttl";
@@ -397,6 +397,22 @@ fn check_write_errors(reply: &Document, deltas: &[devices::DeviceDelta]) -> Resu
     let code = first.get_i32("code").unwrap_or_default();
     let message = first.get_str("errmsg").unwrap_or_default().to_owned();
     let index = first.get_i32("index").unwrap_or_default().max(0) as usize;
+    let cause = || Cause {
+        code: Some(code),
+        labels: Vec::new(),
+        message: message.clone(),
+    };
+    // Too large is about the batch (split it); only a permanent code is about the
+    // device; anything else (a write conflict, say) passes and is retried.
+    if TOO_LARGE.contains(&code) {
+        return Err(StoreError::TooLarge { op: "update", code });
+    }
+    if !is_permanent_code(code) {
+        return Err(StoreError::Unavailable {
+            op: "update",
+            cause: cause(),
+        });
+    }
     match deltas.get(index) {
         Some(d) => Err(StoreError::DeviceRefused {
             device_id: d.device_id.clone(),
@@ -405,11 +421,7 @@ fn check_write_errors(reply: &Document, deltas: &[devices::DeviceDelta]) -> Resu
         }),
         None => Err(StoreError::Refused {
             op: "update",
-            cause: Cause {
-                code: Some(code),
-                labels: Vec::new(),
-                message,
-            },
+            cause: cause(),
         }),
     }
 }

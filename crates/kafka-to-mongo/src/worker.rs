@@ -100,9 +100,20 @@ impl Fetched {
     }
 }
 
+/// What a worker may ask of the consumer about its own partition (blocking calls).
+pub trait PartitionControl: Send + Sync {
+    fn high_watermark(&self) -> Option<i64>;
+    fn seek(&self, offset: i64) -> Result<(), rdkafka::error::KafkaError>;
+}
+
+/// How long a partition may stay silent after a consumption error, with records
+/// waiting, before the worker reads again (see [`crate::gaps`]).
+const PROBE_AFTER: Duration = Duration::from_secs(3);
+
 pub struct Worker<C: ConsumerContext + 'static> {
     pub partition: i32,
     pub queue: StreamPartitionQueue<C>,
+    pub control: Arc<dyn PartitionControl>,
     pub stop: Arc<StopSignal>,
     /// The next offset to commit: every message below it is durable.
     pub durable: Arc<AtomicI64>,
@@ -154,6 +165,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                         Ok(m) => break reader.read(&m),
                         Err(e) => self.fetch_error(e, reader),
                     },
+                    () = silent_after_error(reader.gaps.after_error()) => self.probe(reader).await,
                 }
             },
         };
@@ -197,6 +209,33 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         }
         drop(room.messages.split(size as usize - batch.len()));
         Some((batch, room))
+    }
+
+    /// The partition went silent after a consumption error with records waiting:
+    /// read again from where the watch says (the last offset + 1, then forward).
+    async fn probe(&self, reader: &mut Reader) {
+        let control = Arc::clone(&self.control);
+        let Ok(Some(high)) = tokio::task::spawn_blocking(move || control.high_watermark()).await
+        else {
+            return;
+        };
+        let Some(offset) = reader.gaps.probe(high) else {
+            return;
+        };
+        tracing::warn!(
+            partition = self.partition,
+            offset,
+            high,
+            "partition silent after a consumption error; reading again from here"
+        );
+        let control = Arc::clone(&self.control);
+        match tokio::task::spawn_blocking(move || control.seek(offset)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(partition = self.partition, error = %e, "seek failed; tried again later")
+            }
+            Err(e) => tracing::warn!(partition = self.partition, error = %e, "seek task failed"),
+        }
     }
 
     /// librdkafka reports fetch problems here and retries them by itself; a record
@@ -402,6 +441,15 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                 }
             }
         }
+    }
+}
+
+/// Resolves after [`PROBE_AFTER`] when a consumption error awaits its next record; never otherwise.
+async fn silent_after_error(after_error: bool) {
+    if after_error {
+        tokio::time::sleep(PROBE_AFTER).await;
+    } else {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -71,7 +71,7 @@ async fn a_partition_revoked_past_the_grace_and_assigned_back_keeps_flowing_and_
     // A's writes hang, so its workers cannot finish within the grace of the rebalances below.
     proxy.set(Mode::BlackHole);
     s.produce(&msgs[1_000..2_000]).await;
-    a.wait_metric("MessagesConsumed", 2_000.0).await;
+    a.wait_metric("MessagesConsumed", 1_001.0).await;
     let mut b = Writer::start(&s, "b", &grace);
     testkit::wait_for("b assigned partitions", Duration::from_secs(60), || async {
         b.last_assigned().filter(|p| !p.is_empty())
@@ -273,7 +273,8 @@ async fn a_batch_too_large_for_one_transaction_is_halved_until_it_is_stored() {
             readings.insert(format!("r{i:03}"), serde_json::json!(big));
         }
     }
-    s.produce(&msgs).await;
+    // All on one partition: one batch holds them all.
+    kafka::produce_telemetry_to(&s.bootstrap, &s.topic, Some(0), &msgs).await;
     let w = Writer::start(
         &s,
         "w",
@@ -291,5 +292,95 @@ async fn a_batch_too_large_for_one_transaction_is_halved_until_it_is_stored() {
         0,
         "nothing dead-lettered: every message fits alone"
     );
+    w.wait_metric("BatchSplits", 1.0).await;
+    common::drop_db(&s).await;
+}
+
+/// A private broker behind a fault proxy, topics on it, a writer, and 120 large
+/// records (mostly record bytes, so a flipped byte fails a batch's CRC) of which the
+/// first 20 are already stored.
+async fn behind_a_corrupting_proxy(
+    dir: &testkit::process::TempDir,
+) -> (
+    testkit::process::Server,
+    testkit::fault_proxy::FaultProxy,
+    Setup,
+    Writer,
+    Vec<serde_json::Map<String, serde_json::Value>>,
+) {
+    use testkit::fault_proxy::FaultProxy;
+    use testkit::process::{Server, free_port};
+    let proxy_port = free_port();
+    let mut broker = Server::nisshi_behind(dir.path(), proxy_port);
+    broker.start();
+    let proxy = FaultProxy::start_on(proxy_port, broker.address().parse().unwrap());
+    let s = Setup::on(
+        &proxy.addr().to_string(),
+        testkit::StackEnv::get().mongo_uri(),
+    )
+    .await;
+    let w = s.writer("w");
+    w.wait_ready().await;
+    let pad = "p".repeat(200);
+    let mut msgs = payloads(121);
+    for m in &mut msgs[..120] {
+        let readings = m["readings"].as_object_mut().unwrap();
+        for i in 0..40 {
+            readings.insert(format!("pad{i}"), serde_json::json!(pad));
+        }
+    }
+    kafka::produce_telemetry_to(&s.bootstrap, &s.topic, Some(0), &msgs[..20]).await;
+    s.settled(20, Duration::from_secs(60)).await;
+    (broker, proxy, s, w, msgs)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_batch_corrupted_in_transit_is_read_again_and_nothing_is_skipped() {
+    let dir = testkit::process::TempDir::new("corrupt-once");
+    let (_broker, proxy, s, _w, msgs) = behind_a_corrupting_proxy(&dir).await;
+    proxy.corrupt_next();
+    kafka::produce_telemetry_to(&s.bootstrap, &s.topic, Some(0), &msgs[20..120]).await;
+    // librdkafka reports the CRC failure and reads on into the broken bytes; the
+    // worker notices the silence with records waiting and reads again.
+    s.settled(120, Duration::from_secs(120)).await;
+    assert!(proxy.corrupted(), "the fault happened");
+    assert_eq!(
+        kafka::record_count(&s.dlq),
+        0,
+        "nothing was unreadable the second time"
+    );
+    common::drop_db(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_record_batch_is_dead_lettered_as_an_unreadable_range_never_skipped_silently() {
+    let dir = testkit::process::TempDir::new("corrupt-always");
+    let (_broker, proxy, s, w, msgs) = behind_a_corrupting_proxy(&dir).await;
+    // Every read of the large batch fails; the small record after it reads fine.
+    proxy.corrupt_always(true);
+    kafka::produce_telemetry_to(&s.bootstrap, &s.topic, Some(0), &msgs[20..120]).await;
+    kafka::produce_telemetry_to(&s.bootstrap, &s.topic, Some(0), &msgs[120..]).await;
+    testkit::wait_for("everything committed", Duration::from_secs(120), || async {
+        let (c, h) = s.committed_and_high();
+        (c == h && h == 121).then_some(())
+    })
+    .await;
+    proxy.corrupt_always(false);
+    let stored = s.count().await;
+    let unread = 121 - stored;
+    assert!(unread > 0, "the corrupt batch could not be read");
+    let dead = kafka::read_all_on(&s.bootstrap, &s.dlq).await;
+    assert_eq!(dead.len(), 1, "one record for the range");
+    let header = |name| kafka::header(&dead[0], name).unwrap();
+    use telemetry::envelope::header as h;
+    assert_eq!(header(h::DLQ_KIND), "unreadable");
+    let reason = header(h::DLQ_REASON);
+    assert!(reason.contains("of partition 0"), "{reason}");
+    let from: u64 = header(h::ORIGINAL_OFFSET).parse().unwrap();
+    assert!(
+        reason.contains(&format!("offsets {from}..{}", from + unread - 1)),
+        "the range is exactly what was not stored ({unread}): {reason}"
+    );
+    w.wait_metric("UnreadableOffsets", unread as f64).await;
     common::drop_db(&s).await;
 }

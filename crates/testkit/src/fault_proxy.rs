@@ -7,18 +7,26 @@
 //!   forwarded: a peer that is "up" but never answers (a stuck server, a dropped
 //!   route). Held bytes flow again once the mode returns to `Pass`.
 //! - `Reset`: every open connection is reset (RST) and new ones are reset at once.
+//! - [`FaultProxy::corrupt_next`]: flips one byte in the middle of the next large
+//!   chunk from the server (a Kafka fetch response's record data, say), once.
 //!
 //! It runs on its own thread and runtime, so a test that blocks its own threads
 //! cannot starve it. A Kafka client only goes through it when the broker
 //! advertises the proxy's port; a MongoDB client needs `directConnection=true`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+/// Only chunks this large are corrupted: a Kafka fetch response with record data,
+/// not a small metadata or heartbeat answer.
+const CORRUPT_MIN_CHUNK: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -31,6 +39,7 @@ pub enum Mode {
 pub struct FaultProxy {
     addr: SocketAddr,
     mode: watch::Sender<Mode>,
+    corrupt: Arc<AtomicU8>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -48,6 +57,8 @@ impl FaultProxy {
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("proxy address");
         let (mode, rx) = watch::channel(Mode::Pass);
+        let corrupt = Arc::new(AtomicU8::new(CORRUPT_OFF));
+        let armed = Arc::clone(&corrupt);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(format!("fault-proxy-{}", addr.port()))
@@ -59,7 +70,7 @@ impl FaultProxy {
                 rt.block_on(async move {
                     let listener = TcpListener::from_std(std_listener).expect("proxy listener");
                     tokio::select! {
-                        () = accept_loop(listener, upstream, rx) => {}
+                        () = accept_loop(listener, upstream, rx, armed) => {}
                         _ = stopped => {}
                     }
                 });
@@ -68,6 +79,7 @@ impl FaultProxy {
         Self {
             addr,
             mode,
+            corrupt,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -83,6 +95,24 @@ impl FaultProxy {
 
     pub fn set(&self, mode: Mode) {
         self.mode.send_replace(mode);
+    }
+
+    /// Flips one byte in the middle of the next server chunk of at least 16 KiB: a
+    /// batch corrupted in transit.
+    pub fn corrupt_next(&self) {
+        self.corrupt.store(CORRUPT_ONCE, Ordering::SeqCst);
+    }
+
+    /// Whether the corruption armed by [`FaultProxy::corrupt_next`] has happened.
+    pub fn corrupted(&self) -> bool {
+        self.corrupt.load(Ordering::SeqCst) == CORRUPT_OFF
+    }
+
+    /// Flips a byte in every server chunk of at least 16 KiB while on: a batch
+    /// corrupted where it is stored, however often it is read.
+    pub fn corrupt_always(&self, on: bool) {
+        let state = if on { CORRUPT_ALWAYS } else { CORRUPT_OFF };
+        self.corrupt.store(state, Ordering::SeqCst);
     }
 
     pub fn mode(&self) -> Mode {
@@ -101,12 +131,22 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, mode: watch::Receiver<Mode>) {
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    mode: watch::Receiver<Mode>,
+    corrupt: Arc<AtomicU8>,
+) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        tokio::spawn(connection(client, upstream, mode.clone()));
+        tokio::spawn(connection(
+            client,
+            upstream,
+            mode.clone(),
+            Arc::clone(&corrupt),
+        ));
     }
 }
 
@@ -116,7 +156,12 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
-async fn connection(client: TcpStream, upstream: SocketAddr, mut mode: watch::Receiver<Mode>) {
+async fn connection(
+    client: TcpStream,
+    upstream: SocketAddr,
+    mut mode: watch::Receiver<Mode>,
+    corrupt: Arc<AtomicU8>,
+) {
     // A new connection waits while the proxy black-holes, and is reset in Reset.
     loop {
         match *mode.borrow_and_update() {
@@ -136,11 +181,19 @@ async fn connection(client: TcpStream, upstream: SocketAddr, mut mode: watch::Re
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     // Each pump ends when its side closes or the proxy resets; dropping the halves closes both sockets.
-    tokio::join!(pump(cr, sw, mode.clone()), pump(sr, cw, mode));
+    tokio::join!(
+        pump(cr, sw, mode.clone(), None),
+        pump(sr, cw, mode, Some(corrupt))
+    );
 }
 
 /// Forwards one direction until either side closes or the proxy resets.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::Receiver<Mode>) {
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    mut mode: watch::Receiver<Mode>,
+    corrupt: Option<Arc<AtomicU8>>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = tokio::select! {
@@ -176,10 +229,30 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::
                 }
             }
         }
+        if n >= CORRUPT_MIN_CHUNK && corrupt.as_ref().is_some_and(|c| corrupt_now(c)) {
+            buf[n / 2] ^= 0xFF;
+        }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }
+}
+
+const CORRUPT_OFF: u8 = 0;
+const CORRUPT_ONCE: u8 = 1;
+const CORRUPT_ALWAYS: u8 = 2;
+
+/// Whether to corrupt this chunk; a one-shot corruption is spent here.
+fn corrupt_now(state: &AtomicU8) -> bool {
+    state
+        .compare_exchange(
+            CORRUPT_ONCE,
+            CORRUPT_OFF,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        )
+        .is_ok()
+        || state.load(Ordering::SeqCst) == CORRUPT_ALWAYS
 }
 
 /// SO_LINGER 0 on both sockets this pump touches (the other pump holds their other

@@ -75,15 +75,26 @@ impl Server {
         Self::nisshi_with_storage(dir, "memory://nisshi/")
     }
 
+    /// A Nisshi broker that tells clients to connect to `advertised_port` (a fault
+    /// proxy's), so every client connection goes through the proxy.
+    pub fn nisshi_behind(dir: &Path, advertised_port: u16) -> Self {
+        Self::nisshi_advertising(dir, "sqlite://nisshi.db", Some(advertised_port))
+    }
+
     fn nisshi_with_storage(dir: &Path, storage: &str) -> Self {
+        Self::nisshi_advertising(dir, storage, None)
+    }
+
+    fn nisshi_advertising(dir: &Path, storage: &str, advertised_port: Option<u16>) -> Self {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{}", advertised_port.unwrap_or(port));
         let args = [
             "broker",
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised,
             "--storage-engine",
             storage,
             "--group-initial-rebalance-delay",
