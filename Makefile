@@ -57,8 +57,10 @@ bench-e2e: stack-up
 ## the writer SIGKILLed and a second writer joining several times, MongoDB stopped and restarted, the
 ## broker restarted, the DLQ topic missing. `make test` runs the same driver short.
 chaos: stack-up
-	CHAOS_MESSAGES=$(or $(MESSAGES),200000) CHAOS_DEVICES=200 CHAOS_KILLS=5 CHAOS_JOINS=3 \
-	  cargo test --release --locked -p kafka-to-mongo --test chaos -- --nocapture
+	cargo build --release --locked -q -p kafka-to-mongo
+	IOT_BRIDGE_WRITER_BIN=$(CURDIR)/target/release/kafka-to-mongo \
+	  CHAOS_MESSAGES=$(or $(MESSAGES),200000) CHAOS_DEVICES=200 CHAOS_KILLS=5 CHAOS_JOINS=3 \
+	  cargo test --locked -p kafka-to-mongo --test chaos -- --nocapture
 
 ## Tests of pure logic only: no services needed.
 unit:

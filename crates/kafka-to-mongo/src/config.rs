@@ -60,8 +60,9 @@ pub struct Config {
     /// Most bytes of messages held in batches at once, across all partitions: with
     /// large messages this, not IN_FLIGHT_MESSAGES, bounds memory. A batch closes
     /// when the next message does not fit; that message starts the partition's next
-    /// batch. The default keeps the writer under 64 MB RSS with 128 KiB messages.
-    #[arg(long, env = "IN_FLIGHT_BYTES", default_value_t = 16 * 1024 * 1024,
+    /// batch. The default kept the writer at 58-61 MB RSS with 63 KB messages
+    /// (BENCHMARKS.md); small messages never reach it (2,000 of them take 2 MiB).
+    #[arg(long, env = "IN_FLIGHT_BYTES", default_value_t = 4 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub in_flight_bytes: u64,
     /// How long a partition waits to fill a batch once its first message is there.

@@ -23,7 +23,6 @@ pub mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use bridge_common::kafka::KafkaConfigError;
 use bridge_common::secret::{SecretError, fetch_secret_string};
 use rdkafka::Message as _;
@@ -209,12 +208,7 @@ async fn serve_health(config: &Config, health: Arc<Health>) -> Result<String, Wr
 /// exiting); a permanent error ends start-up.
 async fn set_up(store: &Store, config: &Config) -> Result<(), StoreError> {
     let max = Duration::from_millis(config.retry_max_backoff_ms);
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(max)
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut delays = worker::backoff(Duration::from_millis(200), max);
     loop {
         let attempt = async {
             store.ensure_indexes(config.retention_days).await?;

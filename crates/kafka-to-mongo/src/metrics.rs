@@ -41,6 +41,35 @@ pub struct Totals {
     pub unreadable_offsets: u64,
 }
 
+impl Totals {
+    /// Each counter's EMF name and its change since `previous`.
+    fn since(&self, previous: &Totals) -> [(&'static str, u64); 10] {
+        let d = |now: u64, before: u64| now.saturating_sub(before);
+        let p = previous;
+        [
+            ("MessagesConsumed", d(self.consumed, p.consumed)),
+            ("DocumentsInserted", d(self.inserted, p.inserted)),
+            ("Duplicates", d(self.duplicates, p.duplicates)),
+            ("DeadLettered", d(self.dead_lettered, p.dead_lettered)),
+            ("WriteRetries", d(self.write_retries, p.write_retries)),
+            (
+                "DeadLetterFailures",
+                d(self.dead_letter_failures, p.dead_letter_failures),
+            ),
+            ("CommitFailures", d(self.commit_failures, p.commit_failures)),
+            ("BatchSplits", d(self.batch_splits, p.batch_splits)),
+            (
+                "DeviceStateRefused",
+                d(self.device_state_refused, p.device_state_refused),
+            ),
+            (
+                "UnreadableOffsets",
+                d(self.unreadable_offsets, p.unreadable_offsets),
+            ),
+        ]
+    }
+}
+
 impl Metrics {
     pub fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
@@ -87,60 +116,14 @@ impl Metrics {
                 .unwrap_or_else(|e| e.into_inner()),
         );
         let total_lag: i64 = lag.iter().map(|(_, l)| l).sum();
-        EmfRecord::new(namespace)
+        let mut record = EmfRecord::new(namespace)
             .dimension("Service", service)
             .dimension("Topic", topic)
-            .dimension_set(&["Service", "Topic"])
-            .metric(
-                "MessagesConsumed",
-                Unit::Count,
-                (now.consumed - previous.consumed) as f64,
-            )
-            .metric(
-                "DocumentsInserted",
-                Unit::Count,
-                (now.inserted - previous.inserted) as f64,
-            )
-            .metric(
-                "Duplicates",
-                Unit::Count,
-                (now.duplicates - previous.duplicates) as f64,
-            )
-            .metric(
-                "DeadLettered",
-                Unit::Count,
-                (now.dead_lettered - previous.dead_lettered) as f64,
-            )
-            .metric(
-                "WriteRetries",
-                Unit::Count,
-                (now.write_retries - previous.write_retries) as f64,
-            )
-            .metric(
-                "DeadLetterFailures",
-                Unit::Count,
-                (now.dead_letter_failures - previous.dead_letter_failures) as f64,
-            )
-            .metric(
-                "CommitFailures",
-                Unit::Count,
-                (now.commit_failures - previous.commit_failures) as f64,
-            )
-            .metric(
-                "BatchSplits",
-                Unit::Count,
-                (now.batch_splits - previous.batch_splits) as f64,
-            )
-            .metric(
-                "DeviceStateRefused",
-                Unit::Count,
-                (now.device_state_refused - previous.device_state_refused) as f64,
-            )
-            .metric(
-                "UnreadableOffsets",
-                Unit::Count,
-                (now.unreadable_offsets - previous.unreadable_offsets) as f64,
-            )
+            .dimension_set(&["Service", "Topic"]);
+        for (name, delta) in now.since(&previous) {
+            record = record.metric(name, Unit::Count, delta as f64);
+        }
+        record
             .metric("StalledPartitions", Unit::Count, stalled as f64)
             .metric("ConsumerLag", Unit::Count, total_lag as f64)
             .values("BatchLatencyMs", Unit::Milliseconds, &latencies)

@@ -404,12 +404,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         Fut: Future<Output = Result<T, E>>,
     {
         let max = Duration::from_millis(self.deps.config.retry_max_backoff_ms);
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(max)
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut delays = backoff(Duration::from_millis(100), max);
         let health = &self.deps.health;
         loop {
             self.activity.attempt();
@@ -442,6 +437,16 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             }
         }
     }
+}
+
+/// Exponential delays with jitter from `min`, each at most `max`, without end.
+pub fn backoff(min: Duration, max: Duration) -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// Resolves after [`PROBE_AFTER`] when a consumption error awaits its next record; never otherwise.

@@ -11,14 +11,6 @@ use common::{Setup, Writer, payloads, proxied_mongo};
 use testkit::fault_proxy::Mode;
 use testkit::kafka;
 
-async fn device_total(s: &Setup) -> i64 {
-    s.devices()
-        .await
-        .values()
-        .map(|d| d.get_i64("count").unwrap())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_black_holed_mongodb_connection_times_out_is_retried_and_reported_not_ready() {
     let s = Setup::on_stack().await;
@@ -53,7 +45,7 @@ async fn a_black_holed_mongodb_connection_times_out_is_retried_and_reported_not_
 
     proxy.set(Mode::Pass);
     s.settled(1_000, Duration::from_secs(120)).await;
-    assert_eq!(device_total(&s).await, 1_000);
+    assert_eq!(s.device_total().await, 1_000);
     common::drop_db(&s).await;
 }
 
@@ -95,7 +87,7 @@ async fn a_partition_revoked_past_the_grace_and_assigned_back_keeps_flowing_and_
     proxy.set(Mode::Pass);
     s.produce(&msgs[2_000..]).await;
     s.settled(3_000, Duration::from_secs(120)).await;
-    assert_eq!(device_total(&s).await, 3_000, "0 lost, 0 double-counted");
+    assert_eq!(s.device_total().await, 3_000, "0 lost, 0 double-counted");
     assert_eq!(a.get("/healthz").map(|r| r.0), Some(200));
     common::drop_db(&s).await;
 }
@@ -164,7 +156,7 @@ async fn an_unwritable_dead_letter_topic_holds_only_its_partitions_and_recovers(
     })
     .await;
     assert_eq!(s.count().await, 2_400);
-    assert_eq!(device_total(&s).await, 2_400);
+    assert_eq!(s.device_total().await, 2_400);
     assert_eq!(kafka::read_n(&s.dlq, 2).await.len(), 2);
     fixed.wait_metric("Duplicates", 800.0).await;
     common::drop_db(&s).await;
@@ -286,7 +278,7 @@ async fn a_batch_too_large_for_one_transaction_is_halved_until_it_is_stored() {
     );
     w.wait_ready().await;
     s.settled(300, Duration::from_secs(180)).await;
-    assert_eq!(device_total(&s).await, 300);
+    assert_eq!(s.device_total().await, 300);
     assert_eq!(
         kafka::record_count(&s.dlq),
         0,

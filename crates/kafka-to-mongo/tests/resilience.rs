@@ -9,14 +9,6 @@ use common::{Setup, Writer, payloads};
 use testkit::StackEnv;
 use testkit::process::{Server, TempDir};
 
-async fn device_total(s: &Setup) -> i64 {
-    s.devices()
-        .await
-        .values()
-        .map(|d| d.get_i64("count").unwrap())
-        .sum()
-}
-
 async fn wait_count_at_least(s: &Setup, n: u64) {
     testkit::wait_for(
         &format!("at least {n} documents"),
@@ -61,7 +53,7 @@ async fn a_mongodb_outage_commits_nothing_unwritten_and_loses_nothing() {
 
     mongo.start();
     s.settled(3_000, Duration::from_secs(120)).await;
-    assert_eq!(device_total(&s).await, 3_000, "0 lost, 0 double-counted");
+    assert_eq!(s.device_total().await, 3_000, "0 lost, 0 double-counted");
     testkit::wait_for("ready again", Duration::from_secs(30), || async {
         matches!(writer.get("/readyz"), Some((200, _))).then_some(())
     })
@@ -84,7 +76,7 @@ async fn a_sigkilled_writer_restarts_with_nothing_lost_or_duplicated() {
 
     let second = s.writer("second");
     s.settled(6_000, Duration::from_secs(120)).await;
-    assert_eq!(device_total(&s).await, 6_000);
+    assert_eq!(s.device_total().await, 6_000);
     second
         .wait_metric("DocumentsInserted", (6_000 - stored_at_crash) as f64)
         .await;
@@ -142,7 +134,7 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     broker.restart();
     s.produce(&msgs[2_000..]).await;
     s.settled(4_000, Duration::from_secs(120)).await;
-    assert_eq!(device_total(&s).await, 4_000);
+    assert_eq!(s.device_total().await, 4_000);
     common::drop_db(&s).await;
 }
 
@@ -195,6 +187,6 @@ async fn two_writers_split_the_partitions_and_one_takes_over_when_the_other_leav
     s.produce(&msgs[3_000..]).await;
     s.settled(6_000, Duration::from_secs(120)).await;
     b.wait_metric("DocumentsInserted", 6_000.0 - split.0).await;
-    assert_eq!(device_total(&s).await, 6_000);
+    assert_eq!(s.device_total().await, 6_000);
     common::drop_db(&s).await;
 }

@@ -9,15 +9,19 @@ use testkit::StackEnv;
 
 async fn store_on_fresh_database(name: &str) -> (mongodb::Database, Store) {
     let db = testkit::mongo::fresh_database(name).await;
-    let store = Store::connect(
+    let store = store_on(&db).await;
+    (db, store)
+}
+
+async fn store_on(db: &mongodb::Database) -> Store {
+    Store::connect(
         StackEnv::get().mongo_uri(),
         db.name(),
         "telemetry",
         "devices",
     )
     .await
-    .unwrap();
-    (db, store)
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,14 +131,7 @@ async fn ttl_seconds(db: &mongodb::Database) -> Option<i64> {
 async fn writers_starting_together_with_a_retention_all_succeed_and_a_new_retention_applies_in_place()
  {
     let (db, first) = store_on_fresh_database("ttl-race").await;
-    let second = Store::connect(
-        StackEnv::get().mongo_uri(),
-        db.name(),
-        "telemetry",
-        "devices",
-    )
-    .await
-    .unwrap();
+    let second = store_on(&db).await;
     // ECS starts tasks together: every one of them must get through start-up.
     for round in 0..5 {
         let (a, b) = tokio::join!(

@@ -79,6 +79,15 @@ impl Setup {
             .collect()
     }
 
+    /// The sum of every device's `count`.
+    pub async fn device_total(&self) -> i64 {
+        self.devices()
+            .await
+            .values()
+            .map(|d| d.get_i64("count").unwrap())
+            .sum()
+    }
+
     pub async fn produce(&self, payloads: &[Map<String, Value>]) {
         kafka::produce_telemetry(&self.bootstrap, &self.topic, payloads).await;
     }
@@ -127,7 +136,10 @@ impl Writer {
         let health_port = free_port();
         let stdout = s.dir.path().join(format!("{name}.stdout"));
         let log = s.dir.path().join(format!("{name}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-to-mongo"));
+        // IOT_BRIDGE_WRITER_BIN runs another build (make chaos: the release one).
+        let bin = std::env::var_os("IOT_BRIDGE_WRITER_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_kafka-to-mongo").into());
+        let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
@@ -266,6 +278,20 @@ impl Writer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Peak resident memory (VmHWM) in MB, while it runs.
+    pub fn peak_rss_mb(&self) -> Option<f64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
     }
 
     pub fn sigkill(&mut self) {
