@@ -35,6 +35,10 @@ pub enum StoreError {
         code: i32,
         message: String,
     },
+    /// A batch of several documents got no answer within the deadline: split it, so
+    /// that work too slow for one deadline becomes smaller work instead of a loop.
+    #[error("MongoDB {op}: no answer within {after:?} for a batch; splitting it")]
+    TooSlow { op: &'static str, after: Duration },
     /// The batch is too large for one command or transaction: split it.
     #[error("MongoDB {op}: batch too large (error {code})")]
     TooLarge { op: &'static str, code: i32 },
@@ -77,6 +81,7 @@ impl Classify for StoreError {
             StoreError::Timeout { .. } | StoreError::Unavailable { .. } => Retry::Transient,
             StoreError::Rejected { .. }
             | StoreError::TooLarge { .. }
+            | StoreError::TooSlow { .. }
             | StoreError::DeviceRefused { .. }
             | StoreError::Refused { .. }
             | StoreError::Config(_) => Retry::Permanent,

@@ -5,8 +5,9 @@
 //! - Transient failures are retried with backoff for as long as it takes; meanwhile
 //!   the worker does not read its queue, so librdkafka stops fetching the partition
 //!   at its prefetch bound.
-//! - A batch MongoDB refuses as a whole (too large, or a refusal naming no document)
-//!   is halved down to one message; one message refused alone is dead-lettered.
+//! - A batch MongoDB refuses as a whole (too large, or a refusal naming no document),
+//!   or does not answer within the deadline, is halved down to one message; one
+//!   message refused alone is dead-lettered, one that times out alone is retried.
 //! - Once told to stop, the worker never takes another message.
 
 use std::fmt::Display;
@@ -305,9 +306,19 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             if chunk.docs.is_empty() {
                 continue;
             }
-            let result = self
-                .retry(Dependency::MongoDb, || self.deps.store.write(&chunk.docs))
-                .await?;
+            let several = chunk.docs.len() > 1;
+            let write = || async {
+                match self.deps.store.write(&chunk.docs).await {
+                    Err(StoreError::Timeout { op, after }) if several => {
+                        // Still an unanswered call: counted and reported as one.
+                        Metrics::add(&metrics.write_retries, 1);
+                        self.deps.health.set_failing(Dependency::MongoDb, true);
+                        Err(StoreError::TooSlow { op, after })
+                    }
+                    other => other,
+                }
+            };
+            let result = self.retry(Dependency::MongoDb, write).await?;
             match result {
                 Ok(stats) => {
                     Metrics::add(&metrics.inserted, stats.inserted);
@@ -430,10 +441,8 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                         () = self.stop.wait() => return Err(Abandoned),
                     }
                 }
-                Err(e) => {
-                    health.set_failing(dependency, false);
-                    return Ok(Err(e));
-                }
+                // Not retried here; the dependency's state is known only at the next success.
+                Err(e) => return Ok(Err(e)),
             }
         }
     }
