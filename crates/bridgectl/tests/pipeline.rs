@@ -94,7 +94,7 @@ impl Pipeline {
     }
 
     /// The writer, in this process, on the pipeline's topic and database.
-    fn start_writer(&self) -> tokio::sync::oneshot::Sender<()> {
+    fn start_writer(&self) -> InProcessWriter {
         let cfg = kafka_to_mongo::Config::try_parse_from([
             "kafka-to-mongo",
             "--bootstrap-servers",
@@ -122,14 +122,14 @@ impl Pipeline {
         ])
         .unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             kafka_to_mongo::run(cfg, async {
                 let _ = rx.await;
             })
             .await
             .expect("writer");
         });
-        tx
+        InProcessWriter { stop: tx, task }
     }
 
     async fn db(&self) -> mongodb::Database {
@@ -268,7 +268,7 @@ async fn with_the_broker_down_messages_reach_the_sqs_dlq_and_a_redrive_stores_th
     let mut broker = Server::nisshi(dir.path());
     broker.start();
     let p = Pipeline::new(&broker.address(), 2).await;
-    let _writer = p.start_writer();
+    let writer = p.start_writer();
     broker.stop();
     p.bridgectl(
         &[
@@ -316,6 +316,24 @@ async fn with_the_broker_down_messages_reach_the_sqs_dlq_and_a_redrive_stores_th
     p.settled(30, 0).await;
     assert_eq!(p.device_total().await, 30);
     assert_eq!(p.sqs_depth("SQS_DLQ_URL").await, (0, 0));
+    writer.stop().await;
+}
+
+/// The in-process writer: stopped (and waited for) before the servers it uses go,
+/// so it never closes its consumer against a broker that is already gone.
+struct InProcessWriter {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl InProcessWriter {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("the writer stops within 60 s")
+            .expect("the writer task");
+    }
 }
 
 /// A Lambda Invoke endpoint whose function takes `duration` per invocation and

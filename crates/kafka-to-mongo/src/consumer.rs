@@ -9,7 +9,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
 use crate::config::Config;
-use crate::partitions::Partitions;
+use crate::partitions::{FinalCommit, Partitions};
 
 pub type WriterConsumer = StreamConsumer<WriterContext>;
 
@@ -42,7 +42,13 @@ impl ConsumerContext for WriterContext {
             Rebalance::Revoke(tpl) => {
                 let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!(?revoked, "partitions revoked");
-                self.partitions.release(Some(&revoked), consumer);
+                // Lost (the session expired): the group may have given them away already.
+                let commit = if consumer.assignment_lost() {
+                    FinalCommit::Skip
+                } else {
+                    FinalCommit::Sync
+                };
+                self.partitions.release(Some(&revoked), consumer, commit);
             }
             Rebalance::Assign(tpl) => {
                 let assigned: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();

@@ -177,7 +177,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let result = consume(&consumer, &partitions, &health, shutdown).await;
     health.set_stopping();
     tracing::info!("stopping: finishing in-flight batches");
-    partitions.release(None, &*consumer);
+    partitions.release(None, &*consumer, partitions::FinalCommit::Async);
+    await_final_commit(&consumer, &partitions, Duration::from_secs(5)).await;
     deps.dlq.flush(Duration::from_secs(5));
     consumer.unsubscribe(); // leaves the group now, not after the session timeout
     drop(consumer);
@@ -223,6 +224,27 @@ async fn set_up(store: &Store, config: &Config) -> Result<(), StoreError> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Serves the consumer's events (the commit callback) until the final commit is
+/// answered, or `deadline` passes: a broker that is gone must not hold the exit.
+async fn await_final_commit(
+    consumer: &WriterConsumer,
+    partitions: &Partitions,
+    deadline: Duration,
+) {
+    let until = tokio::time::Instant::now() + deadline;
+    while partitions.final_pending() {
+        // Each short poll serves whatever events are queued, the commit answer among them.
+        let poll = tokio::time::timeout(Duration::from_millis(100), consumer.recv());
+        if tokio::time::timeout_at(until, poll).await.is_err() {
+            tracing::warn!(
+                "final commit not answered in time; uncommitted messages will be redelivered (and deduplicated)"
+            );
+            return;
+        }
+    }
+    tracing::info!("final commit answered");
 }
 
 async fn consume(

@@ -92,6 +92,20 @@ pub struct Partitions {
     /// Cancelled workers that had not ended when last checked: their partitions are
     /// not split again until they have.
     lingering: Mutex<HashMap<i32, Receiver<()>>>,
+    /// Partitions of the final (shutdown) commit not yet acknowledged.
+    final_pending: std::sync::atomic::AtomicUsize,
+}
+
+/// How the offsets of released partitions are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalCommit {
+    /// Inside a rebalance: before librdkafka takes the partitions away.
+    Sync,
+    /// At shutdown: sent, then awaited with a deadline ([`Partitions::final_pending`]),
+    /// so a broker that is gone cannot hold the exit.
+    Async,
+    /// The assignment is lost: another member may own the partitions already.
+    Skip,
 }
 
 impl Partitions {
@@ -108,6 +122,7 @@ impl Partitions {
             runtime,
             slots: Mutex::new(HashMap::new()),
             lingering: Mutex::new(HashMap::new()),
+            final_pending: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -131,7 +146,7 @@ impl Partitions {
                 .filter(|p| slots.contains_key(p))
                 .collect()
         };
-        self.release(Some(&stale), &**consumer);
+        self.release(Some(&stale), &**consumer, FinalCommit::Sync);
         for &partition in partitions {
             if !self.ended(partition) {
                 tracing::error!(
@@ -234,6 +249,10 @@ impl Partitions {
         let mut slots = self.lock();
         for e in offsets.elements_for_topic(&self.topic) {
             let Some(slot) = slots.get_mut(&e.partition()) else {
+                // A released partition's final commit answered (acknowledged or not).
+                let _ = self
+                    .final_pending
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
                 continue;
             };
             let Some(offset) = e.offset().to_raw() else {
@@ -262,6 +281,7 @@ impl Partitions {
         &self,
         partitions: Option<&[i32]>,
         consumer: &impl Consumer<C>,
+        commit: FinalCommit,
     ) {
         let released: Vec<(i32, Slot)> = {
             let mut slots = self.lock();
@@ -311,6 +331,18 @@ impl Partitions {
                     .insert(partition, slot.done);
             }
         }
+        if commit == FinalCommit::Skip {
+            tracing::warn!(offsets = ?tpl, "assignment lost: durable offsets not committed here; they will be redelivered (and deduplicated)");
+            return;
+        }
+        if commit == FinalCommit::Async && tpl.count() > 0 {
+            self.final_pending.store(tpl.count(), Ordering::SeqCst);
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                self.final_pending.store(0, Ordering::SeqCst);
+                tracing::warn!(error = %e, "final commit not sent; those messages will be redelivered (and deduplicated)");
+            }
+            return;
+        }
         if tpl.count() > 0 {
             match consumer.commit(&tpl, CommitMode::Sync) {
                 Ok(()) => {
@@ -322,6 +354,13 @@ impl Partitions {
                 }
             }
         }
+    }
+}
+
+impl Partitions {
+    /// Whether the final commit still waits for the broker's answer.
+    pub fn final_pending(&self) -> bool {
+        self.final_pending.load(Ordering::SeqCst) > 0
     }
 }
 
