@@ -5,6 +5,16 @@ locals {
   queue_name    = "${var.name_prefix}-telemetry"
   iot_rule_name = replace("${var.name_prefix}_telemetry", "-", "_") # rule names allow [A-Za-z0-9_] only
   lambda_zip    = startswith(var.lambda_zip_path, "/") ? var.lambda_zip_path : "${path.root}/${var.lambda_zip_path}"
+
+  # Every log group encrypted with the key, by the names the modules give them. The key
+  # policy lets CloudWatch Logs use the key for these only; it cannot refer to the log
+  # groups themselves (they refer to the key), so the names are built here and the
+  # kms_key_arn output checks them against the modules' log_group_name outputs.
+  log_group_names = concat(
+    ["/aws/lambda/${var.function_name}"],
+    var.enable_writer ? ["/ecs/${var.name_prefix}-${var.writer_service_name}"] : [],
+    var.enable_iot_rule ? ["/aws/iot/${var.name_prefix}/rule-errors"] : [],
+  )
 }
 
 module "secrets" {
@@ -13,6 +23,7 @@ module "secrets" {
   create_mongodb_secret   = var.enable_writer
   recovery_window_in_days = var.secret_recovery_window_days
   deletion_window_in_days = var.kms_deletion_window_days
+  log_group_names         = local.log_group_names
 }
 
 module "queues" {

@@ -51,6 +51,15 @@ output "mongodb_secret_arn" {
 output "kms_key_arn" {
   description = "Customer key of the secrets, logs and alarm topic."
   value       = module.secrets.kms_key_arn
+
+  precondition {
+    condition = sort(local.log_group_names) == sort(concat(
+      [module.lambda.log_group_name],
+      module.writer[*].log_group_name,
+      module.iot_rule[*].error_log_group_name,
+    ))
+    error_message = "local.log_group_names (the log groups the key policy lets CloudWatch Logs use the key for) differs from the log groups the modules create: update it in main.tf."
+  }
 }
 
 output "iot_rule_name" {

@@ -7,11 +7,20 @@ Fails (exit 1) when, in any resource the plan would leave in place:
   - an Allow statement grants Action "*" or "service:*", or uses NotAction/NotResource;
   - an Allow statement has Resource "*" and an action not listed in RESOURCE_STAR_OK;
   - a statement grants logs:CreateLogGroup (Terraform creates every log group);
-  - a Lambda or ECS container environment value looks like a secret.
+  - a Lambda or ECS container environment value looks like a secret;
+  - an identity (non key) policy allows kms:Decrypt or kms:ReEncryptFrom (also through a
+    wildcard such as kms:De*) without a kms:ViaService condition (StringEquals/StringLike,
+    no IfExists): decrypting must go through the service holding the data;
+  - a KMS key policy allows the CloudWatch Logs principal (logs.<region>.amazonaws.com)
+    without a kms:EncryptionContext:aws:logs:arn condition, or with one that names any
+    log group ("...:log-group:*") instead of the project's;
+  - a log group is encrypted with a key of the plan whose policy does not let CloudWatch
+    Logs use it for that log group (AWS would refuse to create it; moto does not check).
 Run it on a plan made after apply: on a first plan policies are still unknown,
 and an unknown policy is reported as a failure rather than passed unseen.
 Stdlib only.
 """
+import fnmatch
 import json
 import re
 import sys
@@ -46,6 +55,19 @@ SECRET_VALUE = [
 
 POLICY_ATTRS = ("policy", "assume_role_policy")
 
+# KMS actions that turn ciphertext under the key into plaintext (ReEncryptFrom decrypts
+# before re-encrypting): an identity policy may allow them only via a service.
+DECRYPT_ACTIONS = ("kms:Decrypt", "kms:ReEncryptFrom")
+VIA_SERVICE = "kms:viaservice"
+VIA_SERVICE_OPERATORS = {"stringequals", "stringequalsignorecase", "stringlike"}
+VIA_SERVICE_VALUE = re.compile(r"^[a-z0-9-]+\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+
+LOGS_PRINCIPAL = re.compile(r"^logs(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?$")
+LOGS_CONTEXT = "kms:encryptioncontext:aws:logs:arn"
+LOGS_CONTEXT_OPERATORS = {"arnequals", "arnlike", "stringequals", "stringlike"}
+# arn:<partition>:logs:<region>:<account>:log-group:<name>; the name must not be only wildcards.
+LOG_GROUP_ARN = re.compile(r"^arn:[^:]+:logs:[^:]*:[^:]*:log-group:(.*)$")
+
 
 def as_list(v):
     return v if isinstance(v, list) else [v]
@@ -60,7 +82,72 @@ def statements(doc):
 SEEN = {"statements": 0, "environments": 0}
 
 
-def check_statement(where, rtype, st, errors):
+def action_matches(pattern, action):
+    """IAM action matching: case-insensitive, '*' and '?' wildcards."""
+    pattern = pattern.lower().replace("[", "[[]")
+    return fnmatch.fnmatchcase(action.lower(), pattern)
+
+
+def conditions(st, key):
+    """(operator, values) of every condition of st on key (case-insensitive)."""
+    found = []
+    for op, kv in (st.get("Condition") or {}).items():
+        for k, v in (kv or {}).items():
+            if k.lower() == key:
+                found.append((op, [str(x) for x in as_list(v)]))
+    return found
+
+
+def check_via_service(where, st, actions, errors):
+    decrypts = sorted({d for a in actions for d in DECRYPT_ACTIONS if action_matches(a, d)})
+    if not decrypts:
+        return
+    conds = conditions(st, VIA_SERVICE)
+    if not conds:
+        errors.append(f"{where}: allows {decrypts} without a kms:ViaService condition")
+        return
+    for op, values in conds:
+        if op.lower() not in VIA_SERVICE_OPERATORS:
+            errors.append(f"{where}: kms:ViaService under {op!r} also allows direct calls "
+                          f"(use StringEquals)")
+        bad = [v for v in values if not VIA_SERVICE_VALUE.match(v)]
+        if bad or not values:
+            errors.append(f"{where}: kms:ViaService values {bad or values} are not <service>.<region>.amazonaws.com")
+
+
+def logs_principal(st):
+    principal = st.get("Principal")
+    if not isinstance(principal, dict):
+        return False
+    return any(LOGS_PRINCIPAL.match(str(p)) for p in as_list(principal.get("Service", [])))
+
+
+def log_group_patterns(where, st, errors):
+    """Checks a key policy's CloudWatch Logs statement. Returns the log-group ARN patterns it
+    allows: "*" for any, else one list of values per condition (all must match, any value
+    of a list may)."""
+    conds = conditions(st, LOGS_CONTEXT)
+    if not conds:
+        errors.append(f"{where}: lets CloudWatch Logs use the key for any log group "
+                      f"(no kms:EncryptionContext:aws:logs:arn condition)")
+        return "*"
+    patterns = []
+    for op, values in conds:
+        if op.lower() not in LOGS_CONTEXT_OPERATORS:
+            errors.append(f"{where}: kms:EncryptionContext:aws:logs:arn under {op!r} does not limit the log groups")
+            return "*"
+        for v in values:
+            m = LOG_GROUP_ARN.match(v)
+            if not m or not m.group(1).strip("*?"):
+                errors.append(f"{where}: kms:EncryptionContext:aws:logs:arn {v!r} is any log group "
+                              f"of the account, not the project's")
+        if not values:
+            errors.append(f"{where}: kms:EncryptionContext:aws:logs:arn has no value")
+        patterns.append(values)
+    return patterns
+
+
+def check_statement(where, rtype, st, errors, logs_patterns=None):
     SEEN["statements"] += 1
     if st.get("Effect", "Allow") != "Allow":
         return
@@ -87,6 +174,13 @@ def check_statement(where, rtype, st, errors):
         unjustified = [a for a in actions if a not in RESOURCE_STAR_OK]
         if unjustified:
             errors.append(f"{where}: Resource '*' for {unjustified}")
+    if rtype in KEY_POLICY_TYPES:
+        if logs_principal(st):
+            patterns = log_group_patterns(where, st, errors)
+            if logs_patterns is not None:
+                logs_patterns.append(patterns)
+    else:
+        check_via_service(where, st, actions, errors)
 
 
 def check_env(where, env, errors):
@@ -100,19 +194,22 @@ def check_env(where, env, errors):
                 errors.append(f"{where}: {k} looks like {what}")
 
 
-def check_resource(rc, errors):
+def check_resource(rc, errors, keys):
     rtype, addr = rc["type"], rc["address"]
     change = rc.get("change", {})
     if rc.get("mode") != "managed" or change.get("actions") == ["delete"]:
         return
     after = change.get("after") or {}
     unknown = change.get("after_unknown") or {}
+    logs_patterns = [] if rtype in KEY_POLICY_TYPES else None
     for attr in POLICY_ATTRS:
         if unknown.get(attr) is True:
             errors.append(f"{addr}.{attr}: unknown in this plan (plan after apply to check it)")
         elif after.get(attr):
             for i, st in enumerate(statements(after[attr])):
-                check_statement(f"{addr}.{attr}[{i}]", rtype, st, errors)
+                check_statement(f"{addr}.{attr}[{i}]", rtype, st, errors, logs_patterns)
+    if rtype in KEY_POLICY_TYPES and after.get("arn") and unknown.get("policy") is not True:
+        keys[after["arn"]] = (addr, logs_patterns)
     for ip in after.get("inline_policy") or []:
         if ip.get("policy"):
             for i, st in enumerate(statements(ip["policy"])):
@@ -131,6 +228,32 @@ def check_resource(rc, errors):
                 check_env(f"{addr} container {c.get('name')} environment", env, errors)
 
 
+def arn_allowed(arn, patterns):
+    """Whether one statement's patterns (see log_group_patterns) allow the log group ARN."""
+    if patterns == "*":
+        return True
+    return all(any(fnmatch.fnmatchcase(arn, v.replace("[", "[[]")) for v in values) for values in patterns)
+
+
+def check_log_group_keys(changes, keys, errors):
+    """Each log group encrypted with a key of the plan must be one its key policy lets
+    CloudWatch Logs use the key for (ArnLike: '*' and '?' wildcards)."""
+    for rc in changes:
+        change = rc.get("change", {})
+        if rc.get("type") != "aws_cloudwatch_log_group" or rc.get("mode") != "managed" \
+                or change.get("actions") == ["delete"]:
+            continue
+        after = change.get("after") or {}
+        key, arn = after.get("kms_key_id"), after.get("arn")
+        if key not in keys or not arn:
+            continue  # no key, a key outside the plan, or unknown before apply
+        SEEN["log groups"] = SEEN.get("log groups", 0) + 1
+        key_addr, statements_patterns = keys[key]
+        if not any(arn_allowed(arn, pats) for pats in statements_patterns):
+            errors.append(f"{rc['address']}: {key_addr}'s policy does not let CloudWatch Logs use the key "
+                          f"for {arn} (add the log group's name to the key policy)")
+
+
 def main(argv):
     if len(argv) != 2:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -139,15 +262,18 @@ def main(argv):
         plan = json.load(f)
     changes = plan.get("resource_changes") or []
     errors = []
+    keys = {}
     for rc in changes:
-        check_resource(rc, errors)
+        check_resource(rc, errors, keys)
+    check_log_group_keys(changes, keys, errors)
     if not changes:
         errors.append("the plan has no resources: nothing was checked")
     for e in errors:
         print(f"policy_check: FAIL {e}")
     print(
         f"policy_check: {len(changes)} resources, {SEEN['statements']} policy statements, "
-        f"{SEEN['environments']} environments checked: {len(errors)} violations"
+        f"{SEEN['environments']} environments, {SEEN.get('log groups', 0)} encrypted log groups "
+        f"checked: {len(errors)} violations"
     )
     return 1 if errors else 0
 

@@ -8,6 +8,7 @@ use rdkafka::ClientConfig;
 use telemetry::{Classify, Retry};
 
 use crate::secret::{Secret, SecretError, fetch_credentials};
+use crate::transport::{BadAddress, LocalMode, bootstrap_hosts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SecurityProtocol {
@@ -67,7 +68,8 @@ pub struct KafkaArgs {
     /// Comma-separated host:port list of the Kafka cluster.
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: String,
-    /// How clients talk to the brokers. PLAINTEXT and SASL_PLAINTEXT need BRIDGE_LOCAL_MODE=1.
+    /// How clients talk to the brokers. PLAINTEXT and SASL_PLAINTEXT need BRIDGE_LOCAL_MODE=1
+    /// and loopback (or BRIDGE_LOCAL_HOSTS) brokers.
     #[arg(
         long,
         env = "KAFKA_SECURITY_PROTOCOL",
@@ -95,17 +97,25 @@ pub struct KafkaArgs {
     /// PEM file of the CA that signed the brokers' certificates (default: the system store).
     #[arg(long, env = "KAFKA_SSL_CA_LOCATION")]
     pub ssl_ca_location: Option<PathBuf>,
-    /// Allow unencrypted PLAINTEXT connections, for a broker on this machine.
+    /// Allow unencrypted connections (Kafka and MongoDB) to loopback hosts and BRIDGE_LOCAL_HOSTS.
     #[arg(long, env = "BRIDGE_LOCAL_MODE", action = clap::ArgAction::Set, value_parser = BoolishValueParser::new(), default_value = "false")]
     pub local_mode: bool,
+    /// Comma-separated host names that local mode also trusts (e.g. `kafka,mongo` on a compose network).
+    #[arg(long, env = "BRIDGE_LOCAL_HOSTS", value_delimiter = ',')]
+    pub local_hosts: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaConfigError {
     #[error(
-        "KAFKA_SECURITY_PROTOCOL={0} sends telemetry and credentials unencrypted; use SASL_SSL, or set BRIDGE_LOCAL_MODE=1 for a broker on this machine"
+        "KAFKA_SECURITY_PROTOCOL={protocol} sends telemetry and credentials unencrypted to {host}: use SASL_SSL; unencrypted is allowed only with BRIDGE_LOCAL_MODE=1 and a loopback broker or one listed in BRIDGE_LOCAL_HOSTS"
     )]
-    Insecure(&'static str),
+    Insecure {
+        protocol: &'static str,
+        host: String,
+    },
+    #[error("KAFKA_BOOTSTRAP_SERVERS: {0}")]
+    BadBootstrap(#[from] BadAddress),
     #[error(
         "KAFKA_SECURITY_PROTOCOL={0} needs credentials: set KAFKA_SECRET_ARN, or KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
     )]
@@ -136,11 +146,23 @@ pub struct KafkaConnection {
 }
 
 impl KafkaArgs {
+    /// Local mode as both connections' rules read it (MongoDB's too).
+    pub fn local(&self) -> LocalMode {
+        LocalMode::new(self.local_mode, &self.local_hosts)
+    }
+
     /// Applies the security rule and fetches credentials (once, at start-up).
     pub async fn resolve(&self) -> Result<KafkaConnection, KafkaConfigError> {
         let protocol = self.security_protocol;
-        if !protocol.encrypted() && !self.local_mode {
-            return Err(KafkaConfigError::Insecure(protocol.as_str()));
+        let hosts = bootstrap_hosts(&self.bootstrap_servers)?;
+        if !protocol.encrypted() {
+            let local = self.local();
+            if let Some(host) = hosts.into_iter().find(|h| !local.allows(h)) {
+                return Err(KafkaConfigError::Insecure {
+                    protocol: protocol.as_str(),
+                    host,
+                });
+            }
         }
         let credentials = match (&self.secret_arn, &self.sasl_username, &self.sasl_password) {
             _ if !protocol.uses_sasl() => None,
@@ -231,14 +253,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn plaintext_is_refused_unless_local_mode() {
-        let err = resolve(&["--security-protocol", "PLAINTEXT"])
+    async fn unencrypted_needs_local_mode_and_local_brokers() {
+        let plain = |servers: &'static str, extra: &'static [&'static str]| async move {
+            let mut argv = vec![
+                "t",
+                "--bootstrap-servers",
+                servers,
+                "--security-protocol",
+                "PLAINTEXT",
+            ];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).unwrap().kafka.resolve().await
+        };
+        let refused = |r: Result<KafkaConnection, KafkaConfigError>, host: &str| match r {
+            Err(KafkaConfigError::Insecure { host: h, .. }) => assert_eq!(h, host),
+            other => panic!("expected a refusal naming {host}: {other:?}"),
+        };
+        refused(plain("127.0.0.1:9092", &[]).await, "127.0.0.1");
+        plain(
+            "127.0.0.1:9092,[::1]:9093,localhost:9094",
+            &["--local-mode", "1"],
+        )
+        .await
+        .unwrap();
+        refused(plain("b:9092", &["--local-mode", "1"]).await, "b");
+        refused(
+            plain(
+                "127.0.0.1:9092,127.evil.example.com:9092",
+                &["--local-mode", "1"],
+            )
+            .await,
+            "127.evil.example.com",
+        );
+        plain(
+            "kafka:9092",
+            &["--local-mode", "1", "--local-hosts", "kafka,mongo"],
+        )
+        .await
+        .unwrap();
+        refused(
+            plain("kafka:9092", &["--local-hosts", "kafka"]).await,
+            "kafka",
+        );
+        let err = plain("kafka:9092", &["--local-mode", "1"])
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("BRIDGE_LOCAL_MODE=1"), "{err}");
-        resolve(&["--security-protocol", "PLAINTEXT", "--local-mode", "1"])
-            .await
-            .unwrap();
+        assert!(err.to_string().contains("BRIDGE_LOCAL_HOSTS"), "{err}");
+        assert!(matches!(
+            plain("a:b", &["--local-mode", "1"]).await,
+            Err(KafkaConfigError::BadBootstrap(_))
+        ));
     }
 
     #[tokio::test]

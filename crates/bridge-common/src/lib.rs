@@ -4,6 +4,9 @@ pub mod broker_context;
 pub mod emf;
 pub mod kafka;
 pub mod logging;
+#[cfg(feature = "mongo")]
+pub mod mongo;
 pub mod secret;
+pub mod transport;
 
 pub use secret::Secret;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bridge_common::kafka::{KafkaArgs, KafkaConnection};
+use bridge_common::transport::LocalMode;
 use rdkafka::ClientConfig;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -69,7 +70,9 @@ pub fn consumer_config(conn: &KafkaConnection) -> ClientConfig {
     c
 }
 
-pub async fn mongo(args: &MongoArgs) -> anyhow::Result<mongodb::Database> {
+/// Connects under the same transport rule as the writer (`bridge_common::mongo`).
+pub async fn mongo(args: &MongoArgs, local: &LocalMode) -> anyhow::Result<mongodb::Database> {
+    bridge_common::mongo::check_uri(&args.mongodb_uri, local)?;
     let client = mongodb::Client::with_uri_str(&args.mongodb_uri)
         .await
         .context("MongoDB URI")?;

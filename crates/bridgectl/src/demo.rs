@@ -107,7 +107,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .iter()
         .filter_map(|o| telemetry::frame(&o.body).ok().map(|f| f.key))
         .collect();
-    let db = crate::common::mongo(&args.mongo).await?;
+    let db = crate::common::mongo(&args.mongo, &args.kafka.local()).await?;
     let telemetry_coll = db.collection::<Document>("telemetry");
     let already = existing_keys(&telemetry_coll, &keys).await?;
     let dlq_at = crate::dlq::DlqArgs {

@@ -78,7 +78,7 @@ pub async fn collect(args: &StatusArgs) -> anyhow::Result<Status> {
     cfg.set("group.id", &args.topics.group_id);
     let topics = args.topics.clone();
     let kafka = tokio::task::spawn_blocking(move || kafka_status(cfg, &topics)).await??;
-    let db = mongo(&args.mongo).await?;
+    let db = mongo(&args.mongo, &args.kafka.local()).await?;
     let telemetry = db.collection::<Document>("telemetry");
     let newest = telemetry
         .find_one(doc! {})

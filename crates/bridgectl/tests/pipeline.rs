@@ -292,9 +292,9 @@ async fn with_the_broker_down_messages_reach_the_sqs_dlq_and_a_redrive_stores_th
         "--wait-time",
         "1",
         "--visibility-timeout",
-        "1",
+        "2",
         "--function-timeout",
-        "3s",
+        "2s",
         "--json",
     ];
     let first: Value = serde_json::from_str(p.bridgectl(&esm, &fast_fail).trim()).unwrap();
@@ -337,7 +337,8 @@ impl InProcessWriter {
 }
 
 /// A Lambda Invoke endpoint whose function takes `duration` per invocation and
-/// reports one transient failure: the record whose body is "fail-me".
+/// reports one transient failure: the record whose body is "fail-me". For a record
+/// whose body is "bad-id" it names an itemIdentifier that is not in the batch.
 struct FakeFunction {
     url: String,
     /// Records per invocation, in order.
@@ -372,8 +373,15 @@ async fn fake_function(duration: Duration) -> FakeFunction {
                 batches.lock().unwrap().push(records.len());
                 let failures: Vec<Value> = records
                     .iter()
-                    .filter(|r| r["body"] == "fail-me")
-                    .map(|r| serde_json::json!({"itemIdentifier": r["messageId"]}))
+                    .filter_map(|r| match r["body"].as_str() {
+                        Some("fail-me") => {
+                            Some(serde_json::json!({"itemIdentifier": r["messageId"]}))
+                        }
+                        Some("bad-id") => {
+                            Some(serde_json::json!({"itemIdentifier": "not-in-this-batch"}))
+                        }
+                        _ => None,
+                    })
                     .collect();
                 Json(serde_json::json!({"batchItemFailures": failures}))
             }
@@ -422,6 +430,8 @@ async fn esm_one_batch(
         window,
         "--visibility-timeout",
         visibility,
+        "--function-timeout",
+        "1s",
         "--wait-time",
         "1",
         "--json",
@@ -433,8 +443,8 @@ async fn esm_one_batch(
 async fn a_record_received_again_within_the_batching_window_is_in_the_batch_once() {
     let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
     let f = fake_function(Duration::ZERO).await;
-    // Visibility 0: every receive in the 2 s window returns the same three records again.
-    let out = esm_one_batch(&p, &f.url, &["ok-1", "ok-2", "ok-3"], "2s", "0").await;
+    // Visibility 1 s: receives late in the 3 s window return the same three records again.
+    let out = esm_one_batch(&p, &f.url, &["ok-1", "ok-2", "ok-3"], "3s", "1").await;
     assert_eq!(out["received"].as_u64(), Some(3), "{out}");
     assert_eq!(
         *f.batches.lock().unwrap(),
@@ -494,6 +504,30 @@ async fn the_esm_deletes_only_the_successes() {
     // receiving the record again (it is kept once in the batch) also counts.
     let count: u32 = count.parse().unwrap();
     assert!(count >= 2, "its receive count went up: {count}");
+}
+
+/// As on AWS: a response that names a record not in the batch fails the whole batch,
+/// so nothing is deleted on a response that cannot be matched.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_item_identifier_fails_the_whole_batch() {
+    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let f = fake_function(Duration::ZERO).await;
+    let out = esm_one_batch(&p, &f.url, &["ok-1", "bad-id", "ok-2"], "1s", "2").await;
+    assert_eq!(
+        (
+            out["received"].as_u64(),
+            out["deleted"].as_u64(),
+            out["failed"].as_u64()
+        ),
+        (Some(3), Some(0), Some(3)),
+        "{out}"
+    );
+    let (visible, in_flight) = p.sqs_depth("SQS_QUEUE_URL").await;
+    assert_eq!(
+        visible + in_flight,
+        3,
+        "the whole batch is still in the queue"
+    );
 }
 
 /// AWS adds pollers while messages wait; without that, a mapping that falls behind
@@ -623,4 +657,170 @@ async fn status_json_reports_what_independent_queries_see() {
             .unwrap()
             .starts_with("2026-01-01T")
     );
+}
+
+/// Dead letters as earlier failures left them: one the writer now accepts (refused by an
+/// older rule), one it refuses again, and one the Lambda refuses again.
+async fn seed_dead_letters(p: &Pipeline) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    let producer = kafka::producer();
+    let writer = |reason: &'static str| {
+        OwnedHeaders::new()
+            .insert(Header {
+                key: "dlq-stage",
+                value: Some("kafka-to-mongo"),
+            })
+            .insert(Header {
+                key: "dlq-kind",
+                value: Some("invalid"),
+            })
+            .insert(Header {
+                key: "dlq-reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "x-amzn-trace-id",
+                value: Some("Root=1-5f84c7a1-example"),
+            })
+    };
+    let records: [(&str, &str, OwnedHeaders); 3] = [
+        (
+            "dev-a",
+            r#"{"deviceId":"dev-a","seq":1,"ts":"2026-01-01T00:00:00Z","readings":{"t":1}}"#,
+            writer("invalid: /readings/t: an older rule"),
+        ),
+        (
+            "dev-b",
+            r#"{"deviceId":"dev-b","seq":1,"ts":"2026-01-01T00:00:00Z","readings":{"t":NaN}}"#,
+            writer("invalid: /readings/t: must be a finite number"),
+        ),
+        (
+            "msg-c",
+            "not json",
+            OwnedHeaders::new()
+                .insert(Header {
+                    key: "dlq-stage",
+                    value: Some("sqs-to-kafka"),
+                })
+                .insert(Header {
+                    key: "dlq-kind",
+                    value: Some("unparseable"),
+                })
+                .insert(Header {
+                    key: "dlq-reason",
+                    value: Some("unparseable: body is not JSON"),
+                }),
+        ),
+    ];
+    for (key, value, headers) in records {
+        producer
+            .send(
+                FutureRecord::to(p.var("KAFKA_DLQ_TOPIC"))
+                    .key(key)
+                    .payload(value)
+                    .headers(headers),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("seed a dead letter");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kafka_redrive_run_twice_sends_nothing_the_second_time() {
+    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let writer = p.start_writer();
+    seed_dead_letters(&p).await;
+    let redrive = |extra: &[&str]| -> Value {
+        let mut args = vec!["dlq", "redrive", "--source", "kafka", "--json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(p.bridgectl(&args, &[]).trim()).unwrap()
+    };
+
+    let dry = redrive(&["--dry-run"]);
+    assert_eq!(
+        (dry["to_topic"].as_u64(), dry["to_sqs"].as_u64()),
+        (Some(2), Some(1)),
+        "{dry}"
+    );
+    let only_b = redrive(&["--dry-run", "--reason", "FINITE", "--device", "dev-b"]);
+    assert_eq!(only_b["to_topic"], 1, "{only_b}");
+    assert_eq!(only_b["skipped"]["left out by the filters"], 2, "{only_b}");
+
+    let first = redrive(&[]);
+    assert_eq!(
+        (first["to_topic"].as_u64(), first["to_sqs"].as_u64()),
+        (Some(2), Some(1)),
+        "a dry run records nothing: {first}"
+    );
+    // The Lambda takes the SQS one again and refuses it again; the writer stores A and refuses B again.
+    p.bridgectl(&["esm", "--until-empty", "--wait-time", "1", "--json"], &[]);
+    p.settled(1, 5).await;
+
+    let dead = kafka::read_all_on(p.var("KAFKA_BOOTSTRAP_SERVERS"), p.var("KAFKA_DLQ_TOPIC")).await;
+    assert_eq!(dead.len(), 5, "3 seeded + B and C refused again");
+    let dlq = p.var("KAFKA_DLQ_TOPIC");
+    let mut marks: Vec<(String, String, Option<String>)> = dead[3..]
+        .iter()
+        .map(|m| {
+            let h = |n| kafka::header(m, n).unwrap_or_default();
+            (
+                h("redrive-origin"),
+                h("redrive-count"),
+                kafka::header(m, "dlq-stage"),
+            )
+        })
+        .collect();
+    marks.sort();
+    assert_eq!(
+        marks,
+        vec![
+            (
+                format!("{dlq}/0/1"),
+                "1".to_owned(),
+                Some("kafka-to-mongo".to_owned())
+            ),
+            (
+                format!("{dlq}/0/2"),
+                "1".to_owned(),
+                Some("sqs-to-kafka".to_owned())
+            ),
+        ],
+        "both hops copy the mark into the new dead letter"
+    );
+    let b_again = dead[3..]
+        .iter()
+        .find(|m| kafka::header(m, "dlq-stage").as_deref() == Some("kafka-to-mongo"))
+        .unwrap();
+    assert_eq!(
+        kafka::header(b_again, "x-amzn-trace-id").as_deref(),
+        Some("Root=1-5f84c7a1-example"),
+        "the trace survives the round trip"
+    );
+
+    let second = redrive(&[]);
+    assert_eq!(
+        second["to_topic"].as_u64().unwrap() + second["to_sqs"].as_u64().unwrap(),
+        0,
+        "{second}"
+    );
+    assert_eq!(second["skipped"]["already redriven"], 3, "{second}");
+    assert_eq!(
+        second["skipped"]["came back after a redrive (see --again)"], 2,
+        "{second}"
+    );
+    let capped = redrive(&["--again", "--max-redrives", "1"]);
+    assert_eq!(
+        capped["skipped"]["redriven --max-redrives times already"], 2,
+        "{capped}"
+    );
+    assert_eq!(
+        capped["to_topic"].as_u64().unwrap() + capped["to_sqs"].as_u64().unwrap(),
+        0,
+        "{capped}"
+    );
+    assert_eq!(p.docs().await, 1);
+    assert_eq!(p.device_total().await, 1);
+    writer.stop().await;
 }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge_common::kafka::KafkaConfigError;
+use bridge_common::mongo::MongoTransportError;
 use bridge_common::secret::{SecretError, fetch_secret_string};
 use rdkafka::Message as _;
 use rdkafka::consumer::Consumer;
@@ -46,10 +47,8 @@ pub enum WriterError {
     Kafka(#[from] KafkaConfigError),
     #[error("set MONGODB_URI or MONGODB_SECRET_ARN (exactly one)")]
     MongoUri,
-    #[error(
-        "MongoDB at a non-loopback host without TLS: add tls=true to the URI (mongodb+srv implies it), or set BRIDGE_LOCAL_MODE=1"
-    )]
-    MongoInsecure,
+    #[error(transparent)]
+    MongoInsecure(#[from] MongoTransportError),
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error(transparent)]
@@ -83,7 +82,7 @@ impl Classify for WriterError {
                 Retry::Transient
             }
             WriterError::MongoUri
-            | WriterError::MongoInsecure
+            | WriterError::MongoInsecure(_)
             | WriterError::BatchOverBudget { .. }
             | WriterError::StallTooShort { .. } => Retry::Permanent,
         }
@@ -119,7 +118,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let health_addr = serve_health(&config, Arc::clone(&health)).await?;
     let kafka = config.kafka.resolve().await?;
     let uri = mongo_uri(&config).await?;
-    check_mongo_transport(uri.expose(), config.kafka.local_mode)?;
+    bridge_common::mongo::check_uri(uri.expose(), &config.kafka.local())?;
     let store = Store::connect(
         uri.expose(),
         &config.database,
@@ -281,31 +280,6 @@ async fn mongo_uri(config: &Config) -> Result<bridge_common::Secret, WriterError
     }
 }
 
-/// Anything but loopback needs TLS, unless the user opted into local mode.
-fn check_mongo_transport(uri: &str, local_mode: bool) -> Result<(), WriterError> {
-    let lower = uri.to_ascii_lowercase();
-    let tls = lower.starts_with("mongodb+srv://")
-        || lower.contains("tls=true")
-        || lower.contains("ssl=true");
-    let hosts = lower
-        .split("://")
-        .nth(1)
-        .unwrap_or_default()
-        .split(['/', '?'])
-        .next()
-        .unwrap_or_default();
-    let hosts = hosts.rsplit('@').next().unwrap_or_default();
-    let loopback = hosts.split(',').all(|h| {
-        let host = h.rsplit_once(':').map_or(h, |(host, _)| host);
-        matches!(host, "localhost" | "[::1]") || host.starts_with("127.")
-    });
-    if tls || loopback || local_mode {
-        Ok(())
-    } else {
-        Err(WriterError::MongoInsecure)
-    }
-}
-
 /// Every interval: the counters, ConsumerLag per assigned partition, and the stalled partitions.
 async fn metrics_loop(
     config: Arc<Config>,
@@ -338,22 +312,6 @@ async fn metrics_loop(
 mod tests {
     use super::*;
 
-    #[test]
-    fn mongo_needs_tls_off_loopback_unless_local_mode() {
-        assert!(
-            check_mongo_transport("mongodb://127.0.0.1:27017/?directConnection=true", false)
-                .is_ok()
-        );
-        assert!(check_mongo_transport("mongodb://u:p@localhost:27017", false).is_ok());
-        assert!(check_mongo_transport("mongodb+srv://u:p@cluster0.example.net/", false).is_ok());
-        assert!(check_mongo_transport("mongodb://db.internal:27017/?tls=true", false).is_ok());
-        assert!(matches!(
-            check_mongo_transport("mongodb://db.internal:27017", false),
-            Err(WriterError::MongoInsecure)
-        ));
-        assert!(check_mongo_transport("mongodb://db.internal:27017", true).is_ok());
-    }
-
     #[tokio::test]
     async fn a_batch_larger_than_the_in_flight_budget_is_refused_before_any_connection() {
         use clap::Parser as _;
@@ -379,5 +337,58 @@ mod tests {
         );
         assert!(e.to_string().contains("IN_FLIGHT_MESSAGES"), "{e}");
         assert!(!e.is_retryable());
+    }
+
+    /// The transport rules (table-tested in bridge_common::mongo) are applied by the
+    /// writer at start, before it connects: the URI's hosts do not even exist.
+    #[tokio::test]
+    async fn an_insecure_mongodb_uri_stops_the_writer_before_any_connection() {
+        use clap::Parser as _;
+        for (uri, local_hosts, expected) in [
+            (
+                "mongodb://db.invalid:27017",
+                "",
+                "MongoDB at db.invalid without TLS",
+            ),
+            (
+                "mongodb://u:p@127.db.invalid",
+                "",
+                "MongoDB at 127.db.invalid without TLS",
+            ),
+            (
+                "mongodb+srv://c.invalid/?tlsInsecure=true",
+                "",
+                "tlsInsecure=true",
+            ),
+            (
+                "mongodb://mongo.invalid:27017",
+                "other",
+                "MongoDB at mongo.invalid without TLS",
+            ),
+        ] {
+            let config = Config::try_parse_from([
+                "kafka-to-mongo",
+                "--bootstrap-servers=127.0.0.1:9",
+                "--security-protocol=PLAINTEXT",
+                "--local-mode=1",
+                &format!("--local-hosts={local_hosts}"),
+                &format!("--mongodb-uri={uri}"),
+                "--topic=t",
+                "--dlq-topic=d",
+                "--health-port=0",
+                "--health-bind=127.0.0.1",
+            ])
+            .unwrap();
+            let started = std::time::Instant::now();
+            let e = run(config, std::future::pending()).await.unwrap_err();
+            assert!(matches!(e, WriterError::MongoInsecure(_)), "{uri}: {e}");
+            assert!(e.to_string().contains(expected), "{uri}: {e}");
+            assert!(!e.is_retryable());
+            // No connection attempt: no server selection timeout was waited for.
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{uri}"
+            );
+        }
     }
 }

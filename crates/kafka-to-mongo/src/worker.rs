@@ -20,9 +20,10 @@ use chrono::Utc;
 use rdkafka::Message as _;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::{BorrowedMessage, Headers as _};
 use telemetry::dead_letter::{self, SourceRecord};
 use telemetry::document::Prepared;
+use telemetry::envelope::header;
 use telemetry::{Classify, Rejection};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -63,6 +64,8 @@ struct Fetched {
     timestamp_ms: Option<i64>,
     key: Option<Vec<u8>>,
     payload: Option<Vec<u8>>,
+    /// Headers a dead-letter record keeps (`header::CARRIED`: trace, SQS id, redrive mark).
+    carried: Vec<(&'static str, String)>,
 }
 
 /// The in-flight budget one batch holds: a permit per message, and one per KiB.
@@ -97,8 +100,24 @@ impl Fetched {
             timestamp_ms: m.timestamp().to_millis(),
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec),
+            carried: carried_headers(m),
         }
     }
+}
+
+fn carried_headers(m: &BorrowedMessage<'_>) -> Vec<(&'static str, String)> {
+    let Some(headers) = m.headers() else {
+        return Vec::new();
+    };
+    headers
+        .iter()
+        .filter_map(|h| {
+            let name = header::CARRIED.into_iter().find(|n| *n == h.key)?;
+            let value = std::str::from_utf8(h.value?).ok()?;
+            // A header is not trusted to be small: the mark and the trace id are.
+            (value.len() <= 512).then(|| (name, value.to_owned()))
+        })
+        .collect()
 }
 
 /// What a worker may ask of the consumer about its own partition (blocking calls).
@@ -375,6 +394,7 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             timestamp_ms: None,
             key: None,
             payload: None,
+            carried: Vec::new(),
         };
         (m, Rejection::Unreadable(reason))
     }
@@ -391,13 +411,14 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             timestamp_ms: m.timestamp_ms,
             key: m.key.as_deref(),
             value: m.payload.as_deref().unwrap_or_default(),
+            carried: &m.carried,
         };
         self.deps
             .dlq
             .send(&dead_letter::from_kafka(&source, rejection))
             .await?;
         Metrics::add(&self.deps.metrics.dead_lettered, 1);
-        tracing::info!(partition = self.partition, offset = m.offset, reason = %rejection, "dead-lettered");
+        tracing::info!(partition = self.partition, offset = m.offset, reason = %rejection.for_log(), "dead-lettered");
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use bridge_common::emf::{EmfRecord, Unit};
 use futures::FutureExt as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
-use telemetry::{KafkaRecord, dead_letter, frame};
+use telemetry::{KafkaRecord, Routed, route};
 
 use crate::config::Config;
 use crate::sink::{BridgeProducer, Sink};
@@ -170,15 +170,14 @@ pub async fn process(
     // so a device's records reach Kafka in the order SQS gave them.
     let mut pending = Vec::with_capacity(records.len());
     for msg in records {
-        let body = msg.body.as_deref().unwrap_or_default();
-        let (topic, record, dead_letter) = match frame(body) {
-            Ok(framed) => (&config.topic, framed.into_kafka_record(msg), None),
-            Err(rejection) => {
-                tracing::warn!(message_id = ?msg.message_id, reason = %rejection, "dead-lettering unframeable record");
+        let (topic, record, dead_letter) = match route(msg) {
+            Routed::Telemetry(record) => (&config.topic, record, None),
+            Routed::DeadLetter { record, rejection } => {
+                tracing::warn!(message_id = ?msg.message_id, reason = %rejection.for_log(), "dead-lettering unframeable record");
                 (
                     &config.dlq_topic,
-                    dead_letter::from_sqs(msg, &rejection),
-                    Some(rejection.to_string()),
+                    record,
+                    Some(rejection.for_log().to_string()),
                 )
             }
         };

@@ -35,6 +35,8 @@ pub struct SourceRecord<'a> {
     pub timestamp_ms: Option<i64>,
     pub key: Option<&'a [u8]>,
     pub value: &'a [u8],
+    /// The source's headers named in [`header::CARRIED`] (trace, redrive mark).
+    pub carried: &'a [(&'static str, String)],
 }
 
 /// An SQS body the first hop can never frame (not JSON, bad base64, no deviceId, too large).
@@ -57,6 +59,7 @@ pub fn from_kafka(source: &SourceRecord<'_>, rejection: &Rejection) -> KafkaReco
     if let Some(ts) = source.timestamp_ms {
         headers.push((header::ORIGINAL_TIMESTAMP, ts.to_string()));
     }
+    headers.extend(source.carried.iter().cloned());
     KafkaRecord {
         key: source
             .key
@@ -73,7 +76,7 @@ fn reason_headers(rejection: &Rejection, stage: Stage) -> Vec<(&'static str, Str
         (header::DLQ_KIND, rejection.kind().to_owned()),
         (
             header::DLQ_VIOLATIONS,
-            truncate(rejection.violations_json()),
+            rejection.violations_json_within(MAX_HEADER_CHARS),
         ),
         (header::DLQ_STAGE, stage.as_str().to_owned()),
     ]

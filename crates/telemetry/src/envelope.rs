@@ -43,6 +43,14 @@ pub mod header {
     pub const ORIGINAL_PARTITION: &str = "original-partition";
     pub const ORIGINAL_OFFSET: &str = "original-offset";
     pub const ORIGINAL_TIMESTAMP: &str = "original-timestamp";
+    /// Set by `bridgectl dlq redrive` and copied into any new dead-letter record
+    /// ([`crate::redrive::Mark`]); through SQS they are message attributes of the same names.
+    pub const REDRIVE_ORIGIN: &str = "redrive-origin";
+    pub const REDRIVE_COUNT: &str = "redrive-count";
+
+    /// Headers a dead-letter record keeps from the record it stands for: the trace and
+    /// the redrive mark. The rest are derived from the value and written again on redrive.
+    pub const CARRIED: [&str; 4] = [TRACE, SQS_MESSAGE_ID, REDRIVE_ORIGIN, REDRIVE_COUNT];
 }
 
 /// SQS system attribute names (as the Lambda event carries them).
@@ -142,9 +150,17 @@ impl Framed {
     }
 }
 
-/// Headers that trace a record back to its SQS message.
+/// Headers that trace a record back to its SQS message, and its redrive mark if any.
 pub(crate) fn sqs_headers(msg: &SqsMessage) -> Vec<(&'static str, String)> {
     let mut headers = Vec::with_capacity(3);
+    let attribute = |name: &str| {
+        msg.message_attributes
+            .get(name)
+            .and_then(|a| a.string_value.as_deref())
+    };
+    if let Some(mark) = crate::redrive::Mark::read(attribute) {
+        headers.extend(mark.headers());
+    }
     if let Some(id) = &msg.message_id {
         headers.push((header::SQS_MESSAGE_ID, id.clone()));
     }

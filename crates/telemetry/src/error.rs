@@ -179,12 +179,43 @@ impl Rejection {
 
     /// Every violation as JSON `[{"path","rule","message"}]`, for a dead-letter header.
     pub fn violations_json(&self) -> String {
-        let list: Vec<serde_json::Value> = self
-            .violations()
-            .iter()
-            .map(|v| serde_json::json!({"path": v.path, "rule": v.rule.code(), "message": v.to_string()}))
-            .collect();
-        serde_json::Value::Array(list).to_string()
+        self.violations_json_within(usize::MAX)
+    }
+
+    /// [`Self::violations_json`] in at most `max` bytes (at least 128), still valid JSON:
+    /// long paths are cut, and violations that do not fit are counted in a last entry
+    /// with rule `omitted`.
+    pub fn violations_json_within(&self, max: usize) -> String {
+        const PATH_MAX: usize = 256;
+        let entry = |path: &str, rule: &str, message: &str| {
+            serde_json::json!({"path": path, "rule": rule, "message": message}).to_string()
+        };
+        let budget = max.max(128) - 96; // room for the `omitted` entry and the brackets
+        let all = self.violations();
+        let mut out = String::from("[");
+        for (i, v) in all.iter().enumerate() {
+            let path = Bounded(&v.path, PATH_MAX).to_string();
+            let message = if path.len() == v.path.len() {
+                v.to_string()
+            } else {
+                format!("{path}: {}", v.rule)
+            };
+            let e = entry(&path, v.rule.code(), &message);
+            if out.len() + e.len() + 1 > budget {
+                let omitted = all.len() - i;
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&entry("", "omitted", &format!("{omitted} more violations")));
+                break;
+            }
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&e);
+        }
+        out.push(']');
+        out
     }
 }
 
@@ -200,10 +231,112 @@ impl Classify for Rejection {
     }
 }
 
+/// At most this many bytes of one rejection go into a log line: violation paths carry the
+/// payload's key names, and a body may be 128 KiB of them.
+pub const LOG_MAX_BYTES: usize = 1024;
+
+/// Displays at most `max` bytes of a value (cut on a character boundary, marked `...[cut]`),
+/// without formatting the rest of it.
+pub struct Bounded<'a, T: ?Sized>(pub &'a T, pub usize);
+
+impl<T: fmt::Display + ?Sized> fmt::Display for Bounded<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Limit<'a, 'b> {
+            out: &'a mut fmt::Formatter<'b>,
+            left: usize,
+            cut: bool,
+        }
+        impl fmt::Write for Limit<'_, '_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                if s.len() <= self.left {
+                    self.left -= s.len();
+                    return self.out.write_str(s);
+                }
+                let mut end = self.left;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                self.out.write_str(&s[..end])?;
+                self.cut = true;
+                Err(fmt::Error)
+            }
+        }
+        let mut limit = Limit {
+            out: f,
+            left: self.1,
+            cut: false,
+        };
+        match fmt::write(&mut limit, format_args!("{}", self.0)) {
+            Err(_) if limit.cut => limit.out.write_str("...[cut]"),
+            other => other,
+        }
+    }
+}
+
+impl Rejection {
+    /// The reason as a log line may carry it (see [`LOG_MAX_BYTES`]).
+    pub fn for_log(&self) -> Bounded<'_, Self> {
+        Bounded(self, LOG_MAX_BYTES)
+    }
+}
+
 fn join(violations: &[Violation]) -> String {
     violations
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_carries_at_most_the_bound_and_says_it_was_cut() {
+        let long_key = "k".repeat(100_000);
+        let r = Rejection::invalid(format!("/readings/{long_key}"), Rule::ReservedKey);
+        let line = r.for_log().to_string();
+        assert!(
+            line.len() <= LOG_MAX_BYTES + "...[cut]".len(),
+            "{}",
+            line.len()
+        );
+        assert!(line.starts_with("invalid: /readings/kkk"), "{line}");
+        assert!(line.ends_with("...[cut]"), "{line}");
+    }
+
+    #[test]
+    fn the_violations_header_stays_valid_json_within_its_bound() {
+        let many: Vec<Violation> = (0..2_000)
+            .map(|i| {
+                Violation::new(
+                    format!("/readings/{}{i}", "x".repeat(300)),
+                    Rule::ReservedKey,
+                )
+            })
+            .collect();
+        let json = Rejection::Invalid(many).violations_json_within(8 * 1024);
+        assert!(json.len() <= 8 * 1024, "{}", json.len());
+        let list: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        let last = list.last().unwrap();
+        assert_eq!(last["rule"], "omitted");
+        assert!(
+            last["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("more violations")
+        );
+        assert!(list[0]["path"].as_str().unwrap().ends_with("...[cut]"));
+        let one = Rejection::invalid("/deviceId", Rule::Required);
+        assert_eq!(one.violations_json_within(8 * 1024), one.violations_json());
+    }
+
+    #[test]
+    fn a_short_reason_is_untouched_and_a_cut_never_splits_a_character() {
+        let r = Rejection::invalid("/deviceId", Rule::Required);
+        assert_eq!(r.for_log().to_string(), r.to_string());
+        let s = "é".repeat(10);
+        assert_eq!(Bounded(&s, 5).to_string(), "éé...[cut]");
+    }
 }

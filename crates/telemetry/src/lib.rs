@@ -6,6 +6,8 @@
 //! - [`envelope`]: SQS record -> Kafka record (key = deviceId, envelope value, headers).
 //! - [`document`]: validated telemetry -> MongoDB document.
 //! - [`dead_letter`]: records for the Kafka dead-letter topic, with reasons.
+//! - [`route`]: the first hop's whole decision for one SQS record (telemetry or dead letter).
+//! - [`redrive`]: the mark on a record sent back by `bridgectl dlq redrive`.
 //! - [`murmur2`]: Kafka's Java partitioner, to know where a device lands.
 //! - [`sample`]: deterministic sample traffic for fixtures, tests and benchmarks.
 
@@ -16,13 +18,16 @@ pub mod error;
 pub mod key;
 pub mod murmur2;
 pub mod parse;
+pub mod redrive;
+pub mod route;
 pub mod sample;
 pub mod validate;
 
 pub use envelope::{Envelope, Framed, KafkaRecord, decode_value, frame};
-pub use error::{Classify, Rejection, Retry, Rule, Unparseable, Violation};
+pub use error::{Bounded, Classify, Rejection, Retry, Rule, Unparseable, Violation};
 pub use key::idempotency_key;
 pub use parse::{MAX_BODY_BYTES, ParsedBody, parse_body};
+pub use route::{Routed, route};
 pub use validate::{Telemetry, validate};
 
 use chrono::{DateTime, Utc};

@@ -13,8 +13,11 @@ resource "aws_iam_role" "this" {
   assume_role_policy = data.aws_iam_policy_document.assume.json
 }
 
+data "aws_region" "current" {}
+
 locals {
   in_vpc = length(var.subnet_ids) > 0
+  region = data.aws_region.current.name
 }
 
 data "aws_iam_policy_document" "this" {
@@ -28,10 +31,17 @@ data "aws_iam_policy_document" "this" {
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [var.kafka_secret_arn]
   }
+  # Only through the services that hold data under the key for it: Secrets Manager (the
+  # Kafka secret) and Lambda (the environment variables, decrypted with this role at start).
   statement {
     sid       = "DecryptSecretAndEnvironment"
     actions   = ["kms:Decrypt"]
     resources = [var.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${local.region}.amazonaws.com", "lambda.${local.region}.amazonaws.com"]
+    }
   }
   statement {
     sid       = "WriteItsLogs"

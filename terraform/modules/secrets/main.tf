@@ -32,9 +32,12 @@ resource "aws_kms_key" "this" {
         Principal = { Service = "logs.${local.region}.amazonaws.com" }
         Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
         Resource  = "*"
+        # Only the bridge's own log groups, not every log group of the account.
         Condition = {
           ArnLike = {
-            "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"
+            "kms:EncryptionContext:aws:logs:arn" = [
+              for n in var.log_group_names : "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${n}"
+            ]
           }
         }
       },

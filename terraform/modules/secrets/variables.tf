@@ -20,3 +20,12 @@ variable "deletion_window_in_days" {
   type        = number
   default     = 30
 }
+
+variable "log_group_names" {
+  description = "Names of the log groups encrypted with the key: the key policy lets CloudWatch Logs use it for these only."
+  type        = list(string)
+  validation {
+    condition     = length(var.log_group_names) > 0 && alltrue([for n in var.log_group_names : can(regex("^[A-Za-z0-9_/.#-]{1,512}$", n))])
+    error_message = "One or more log group names (letters, digits, '_', '/', '.', '#', '-'), without wildcards."
+  }
+}

@@ -50,10 +50,17 @@ data "aws_iam_policy_document" "execution" {
     actions   = ["secretsmanager:GetSecretValue"]
     resources = local.secret_arns
   }
+  # Only through Secrets Manager: the secrets are the role's one use of the key (CloudWatch
+  # Logs encrypts the log group under the key policy, not this role).
   statement {
     sid       = "DecryptItsSecrets"
     actions   = ["kms:Decrypt"]
     resources = [var.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${data.aws_region.current.name}.amazonaws.com"]
+    }
   }
   statement {
     sid       = "WriteItsLogs"

@@ -88,28 +88,20 @@ enum Invoker {
 impl Invoker {
     /// The ids to keep in the queue. A failed invocation keeps the whole batch, as AWS does.
     async fn invoke(&self, records: Vec<SqsMessage>, timeout: Duration) -> HashSet<String> {
-        let all = || {
-            records
-                .iter()
-                .filter_map(|r| r.message_id.clone())
-                .collect::<HashSet<_>>()
-        };
-        match self {
-            Invoker::InProcess(bridge) => {
-                match bridge.process(&records, Instant::now() + timeout).await {
-                    Ok(report) => failures(report.response()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "invocation failed; the whole batch stays in the queue");
-                        all()
-                    }
-                }
-            }
+        let ids: HashSet<String> = records
+            .iter()
+            .filter_map(|r| r.message_id.clone())
+            .collect();
+        let response = match self {
+            Invoker::InProcess(bridge) => bridge
+                .process(&records, Instant::now() + timeout)
+                .await
+                .map(|report| report.response())
+                .map_err(|e| e.to_string()),
             Invoker::Remote { http, url } => {
-                let ids = all();
                 let mut event = SqsEvent::default();
                 event.records = records;
-                let response = http.post(url).timeout(timeout).json(&event).send().await;
-                let parsed = match response {
+                match http.post(url).timeout(timeout).json(&event).send().await {
                     Ok(r)
                         if r.status().is_success()
                             && r.headers().get("x-amz-function-error").is_none() =>
@@ -120,24 +112,48 @@ impl Invoker {
                     }
                     Ok(r) => Err(format!("function error, HTTP {}", r.status())),
                     Err(e) => Err(e.to_string()),
-                };
-                match parsed {
-                    Ok(resp) => failures(resp),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "invocation failed; the whole batch stays in the queue");
-                        ids
-                    }
                 }
+            }
+        };
+        match response.and_then(|r| to_keep(r, &ids)) {
+            Ok(keep) => keep,
+            Err(e) => {
+                tracing::warn!(error = %e, "invocation failed; the whole batch stays in the queue");
+                ids
             }
         }
     }
 }
 
-fn failures(resp: SqsBatchResponse) -> HashSet<String> {
+/// The records a batch response keeps in the queue. As AWS does, a response naming an
+/// empty or unknown `itemIdentifier` fails the whole batch: deleting on a response that
+/// cannot be matched to the batch could delete records the function never handled.
+fn to_keep(resp: SqsBatchResponse, batch: &HashSet<String>) -> Result<HashSet<String>, String> {
     resp.batch_item_failures
         .into_iter()
-        .map(|f| f.item_identifier)
+        .map(|f| {
+            if batch.contains(&f.item_identifier) {
+                Ok(f.item_identifier)
+            } else {
+                Err(format!(
+                    "the response names itemIdentifier {:?}, which is not in the batch",
+                    f.item_identifier
+                ))
+            }
+        })
         .collect()
+}
+
+/// AWS refuses a mapping whose queue hides a received record for less time than the
+/// function may run: the record would come back while still being processed.
+fn check_timeouts(args: &EsmArgs) -> anyhow::Result<()> {
+    let function = args.function_timeout.as_secs_f64().ceil() as i64;
+    anyhow::ensure!(
+        i64::from(args.visibility_timeout) >= function,
+        "Queue visibility timeout: {} seconds is less than Function timeout: {function} seconds (--visibility-timeout must be at least --function-timeout, as AWS requires)",
+        args.visibility_timeout
+    );
+    Ok(())
 }
 
 struct Shared {
@@ -159,6 +175,7 @@ pub async fn run(
     lambda: Option<sqs_to_kafka::Config>,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<EsmSummary> {
+    check_timeouts(&args)?;
     anyhow::ensure!(
         args.max_concurrency >= args.concurrency,
         "--max-concurrency ({}) must be at least --concurrency ({})",
@@ -442,6 +459,20 @@ pub fn to_event_record(m: &aws_sdk_sqs::types::Message, arn: &str, region: &str)
                 .collect()
         })
         .unwrap_or_default();
+    r.message_attributes = m
+        .message_attributes()
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| {
+                    let mut attr = aws_lambda_events::sqs::SqsMessageAttribute::default();
+                    attr.string_value = v.string_value().map(str::to_owned);
+                    attr.data_type = Some(v.data_type().to_owned());
+                    (k.clone(), attr)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    r.md5_of_message_attributes = m.md5_of_message_attributes().map(str::to_owned);
     r.event_source = Some("aws:sqs".into());
     r.event_source_arn = Some(arn.to_owned());
     r.aws_region = Some(region.to_owned());
@@ -525,4 +556,72 @@ pub async fn depth(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<
 
 async fn drained(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<bool> {
     Ok(depth(client, queue).await? == (0, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lambda_events::sqs::BatchItemFailure;
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn response(ids: &[&str]) -> SqsBatchResponse {
+        let mut r = SqsBatchResponse::default();
+        r.batch_item_failures = ids
+            .iter()
+            .map(|id| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = (*id).to_owned();
+                f
+            })
+            .collect();
+        r
+    }
+
+    #[test]
+    fn a_response_naming_an_empty_or_unknown_id_fails_the_whole_batch() {
+        let batch: HashSet<String> = ["a", "b", "c"].map(String::from).into();
+        assert_eq!(to_keep(response(&[]), &batch), Ok(HashSet::new()));
+        assert_eq!(
+            to_keep(response(&["b"]), &batch),
+            Ok(["b".to_owned()].into())
+        );
+        assert!(to_keep(response(&["b", ""]), &batch).is_err());
+        assert!(to_keep(response(&["z"]), &batch).is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        esm: EsmArgs,
+    }
+
+    #[test]
+    fn the_visibility_timeout_must_cover_the_function_timeout() {
+        let args = |v: &str, f: &str| {
+            Cli::try_parse_from([
+                "t",
+                "--queue-url",
+                "q",
+                "--visibility-timeout",
+                v,
+                "--function-timeout",
+                f,
+            ])
+            .unwrap()
+            .esm
+        };
+        assert!(check_timeouts(&args("30", "30s")).is_ok());
+        assert!(check_timeouts(&args("3", "2500ms")).is_ok());
+        let e = check_timeouts(&args("2", "2500ms"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "Queue visibility timeout: 2 seconds is less than Function timeout: 3 seconds"
+            ),
+            "{e}"
+        );
+        assert!(check_timeouts(&args("0", "1s")).is_err());
+    }
 }

@@ -3,18 +3,24 @@
 //!   `redrive` moves the messages back to the source queue.
 //! - Kafka dead-letter topic: what can never be stored as sent (reasons in headers).
 //!   `redrive` re-submits each record where it entered (the SQS queue for Lambda refusals,
-//!   the telemetry topic for the writer's), for after a fix; replays are harmless, since the
-//!   idempotency key dedupes.
+//!   the telemetry topic for the writer's), for after a fix. It is safe to run twice: a
+//!   ledger topic lists what was sent, and a record that fails again comes back marked
+//!   (`plan.rs`); replays are harmless anyway, since the idempotency key dedupes.
+
+mod plan;
+mod redrive;
+mod sqs;
+
+pub use redrive::{RedriveArgs, redrive_kafka};
+pub use sqs::redrive_sqs;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use bridge_common::kafka::KafkaArgs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers as _, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use telemetry::envelope::header;
@@ -49,12 +55,14 @@ pub enum DlqCommand {
         #[command(flatten)]
         at: DlqArgs,
     },
-    /// Send dead letters back into the pipeline.
+    /// Send dead letters back into the pipeline (safe to run twice).
     Redrive {
         #[arg(long, value_enum)]
         source: Source,
         #[command(flatten)]
         at: DlqArgs,
+        #[command(flatten)]
+        redrive: RedriveArgs,
     },
 }
 
@@ -135,21 +143,54 @@ pub async fn run(cmd: DlqCommand) -> anyhow::Result<()> {
         DlqCommand::Redrive {
             source: Source::Sqs,
             at,
+            redrive,
         } => {
-            let n = redrive_sqs(&at).await?;
+            anyhow::ensure!(
+                !redrive.dry_run && !redrive.again && redrive.keep_headers.is_empty(),
+                "--dry-run, --again and --keep-header apply to --source kafka only"
+            );
+            let r = redrive_sqs(&at).await?;
             println!(
-                "moved {n} messages from the SQS DLQ back to {}",
-                at.sqs.queue_url
+                "moved {} messages from the SQS DLQ back to {}",
+                r.moved, at.sqs.queue_url
+            );
+            anyhow::ensure!(
+                r.not_sent == 0 && r.not_deleted == 0,
+                "{} messages could not be sent back (they stay in the DLQ); {} were sent back but could not be deleted from the DLQ (a later redrive sends them again; the writer stores them once)",
+                r.not_sent,
+                r.not_deleted
             );
         }
         DlqCommand::Redrive {
             source: Source::Kafka,
             at,
+            redrive,
         } => {
-            let (to_sqs, to_topic) = redrive_kafka(&at).await?;
-            println!(
-                "re-submitted {to_sqs} records to SQS and {to_topic} to {}",
-                at.topics.topic
+            let r = redrive_kafka(&at, &redrive).await?;
+            if redrive.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                let verb = if r.dry_run {
+                    "would redrive"
+                } else {
+                    "redrove"
+                };
+                println!(
+                    "{verb} {} records: {} to SQS and {} to {}",
+                    r.redriven(),
+                    r.to_sqs,
+                    r.to_topic,
+                    at.topics.topic
+                );
+                for (why, n) in &r.skipped {
+                    println!("skipped {n}: {why}");
+                }
+            }
+            anyhow::ensure!(
+                r.failed == 0 && r.unrecorded == 0,
+                "{} records could not be sent back (run again to retry them); {} were sent but not recorded in the ledger (a later run sends them again; the writer stores them once)",
+                r.failed,
+                r.unrecorded
             );
         }
     }
@@ -199,77 +240,6 @@ async fn peek_sqs(at: &DlqArgs, limit: usize) -> anyhow::Result<Vec<Value>> {
     }
     out.truncate(limit);
     Ok(out)
-}
-
-/// Moves every DLQ message back to the source queue: send first, then delete, so a
-/// crash in between can only duplicate (deduplicated downstream), never lose.
-pub async fn redrive_sqs(at: &DlqArgs) -> anyhow::Result<usize> {
-    let client = sqs().await;
-    let dlq = dlq_url(at)?;
-    let mut moved = 0;
-    loop {
-        let got = client
-            .receive_message()
-            .queue_url(dlq)
-            .max_number_of_messages(10)
-            .visibility_timeout(60)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .map_err(crate::common::aws_err("SQS"))?;
-        let msgs = got.messages();
-        if msgs.is_empty() {
-            return Ok(moved);
-        }
-        let entries: Vec<_> = msgs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(m.body().unwrap_or_default())
-                    .build()
-                    .ok()
-            })
-            .collect();
-        let sent = client
-            .send_message_batch()
-            .queue_url(&at.sqs.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(crate::common::aws_err("SQS"))?;
-        let ok: Vec<usize> = sent
-            .successful()
-            .iter()
-            .filter_map(|s| s.id().parse().ok())
-            .collect();
-        let deletes: Vec<_> = ok
-            .iter()
-            .filter_map(|i| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(msgs[*i].receipt_handle().unwrap_or_default())
-                    .build()
-                    .ok()
-            })
-            .collect();
-        if !deletes.is_empty() {
-            client
-                .delete_message_batch()
-                .queue_url(dlq)
-                .set_entries(Some(deletes))
-                .send()
-                .await
-                .map_err(crate::common::aws_err("SQS"))?;
-        }
-        moved += ok.len();
-        anyhow::ensure!(
-            sent.failed().is_empty(),
-            "{} messages could not be sent back; they stay in the DLQ",
-            sent.failed().len()
-        );
-    }
 }
 
 /// Every record of the dead-letter topic, read without a consumer group.
@@ -345,39 +315,6 @@ fn watermarks(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<(i32, 
             Ok((p.id(), lo, hi))
         })
         .collect()
-}
-
-/// Re-submits each dead letter where it entered the pipeline.
-pub async fn redrive_kafka(at: &DlqArgs) -> anyhow::Result<(usize, usize)> {
-    let records = read_kafka_dlq(at).await?;
-    let conn = kafka(&at.kafka).await?;
-    let producer: FutureProducer = conn.producer_config(30_000, 5).create()?;
-    let client = sqs().await;
-    let (mut to_sqs, mut to_topic) = (0, 0);
-    for m in &records {
-        let value = m.payload().unwrap_or_default();
-        if kafka_header(m, header::DLQ_STAGE).as_deref() == Some("sqs-to-kafka") {
-            client
-                .send_message()
-                .queue_url(&at.sqs.queue_url)
-                .message_body(String::from_utf8_lossy(value))
-                .send()
-                .await
-                .map_err(crate::common::aws_err("SQS"))?;
-            to_sqs += 1;
-        } else {
-            let key = m.key().unwrap_or_default();
-            producer
-                .send(
-                    FutureRecord::to(&at.topics.topic).key(key).payload(value),
-                    Duration::from_secs(30),
-                )
-                .await
-                .map_err(|(e, _)| anyhow::anyhow!("produce to {}: {e}", at.topics.topic))?;
-            to_topic += 1;
-        }
-    }
-    Ok((to_sqs, to_topic))
 }
 
 pub fn kafka_header(m: &OwnedMessage, name: &str) -> Option<String> {
