@@ -102,9 +102,22 @@ pub fn to_document(
     Ok(d)
 }
 
-/// BSON has no unsigned 64-bit integer: a seq above i64::MAX is stored as its decimal string.
+/// BSON has no unsigned 64-bit integer: a seq above i64::MAX is stored as a Decimal128
+/// with the same integer value. MongoDB compares numbers of every type by value, so
+/// `$max` on device state keeps the seq order (a decimal string would sort as text:
+/// "9223372036854775808" above "10000000000000000000").
 pub fn seq_to_raw(seq: u64) -> RawBson {
-    i64::try_from(seq).map_or_else(|_| RawBson::String(seq.to_string()), RawBson::Int64)
+    i64::try_from(seq).map_or_else(|_| RawBson::Decimal128(decimal128(seq)), RawBson::Int64)
+}
+
+/// An integer as IEEE 754-2008 decimal128 (BID): coefficient `n`, exponent 0 (biased
+/// 6176), in the little-endian bytes BSON stores. Exact: any u64 fits the coefficient.
+fn decimal128(n: u64) -> bson::Decimal128 {
+    const EXPONENT_BIAS: u64 = 6176;
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&n.to_le_bytes());
+    bytes[8..].copy_from_slice(&(EXPONENT_BIAS << 49).to_le_bytes());
+    bson::Decimal128::from_bytes(bytes)
 }
 
 /// A key BSON cannot hold; `rev_path` is its pointer's tokens, innermost first
@@ -173,4 +186,20 @@ fn json_to_raw(value: &Value) -> Result<RawBson, NulKey> {
         Value::Object(map) => RawBson::Document(map_to_raw(map)?),
         scalar => scalar_to_raw(scalar).to_raw_bson(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seq_above_i64_is_an_exact_decimal128() {
+        assert_eq!(seq_to_raw(7), RawBson::Int64(7));
+        for n in [1u64 << 63, u64::MAX, 10_000_000_000_000_000_000] {
+            let RawBson::Decimal128(d) = seq_to_raw(n) else {
+                panic!("{n}: not a Decimal128");
+            };
+            assert_eq!(d.to_string(), n.to_string());
+        }
+    }
 }

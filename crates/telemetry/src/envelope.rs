@@ -18,10 +18,16 @@ use serde_json::{Map, Value};
 
 use crate::error::{Rejection, Unparseable};
 use crate::key::idempotency_key;
-use crate::parse::{ParsedBody, parse_body};
+use crate::parse::{MAX_BODY_BYTES, MAX_PARSE_DEPTH, ParsedBody, parse_body, parse_within};
 use crate::validate::{FIELD_MQTT_TOPIC, FIELD_RECEIVED_AT, check_device_id};
 
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// Largest envelope the writer reads. The first hop checks the body's own 128 KiB; its
+/// envelope is larger (re-serialized: `1e15` becomes `1000000000000000.0`, 4.5 times the
+/// text; plus at most 64 KiB of non-finite paths and the envelope's fields), so the
+/// writer's limit is one no accepted body can reach. A bare body is held to 128 KiB.
+pub const MAX_ENVELOPE_BYTES: usize = 5 * MAX_BODY_BYTES + 128 * 1024;
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 
 /// Kafka header names written by the bridge.
@@ -177,7 +183,7 @@ pub(crate) fn sqs_headers(msg: &SqsMessage) -> Vec<(&'static str, String)> {
 /// written by another producer (it gets the same validation and key).
 pub fn decode_value(value: &[u8]) -> Result<Envelope, Rejection> {
     let text = std::str::from_utf8(value).map_err(|e| Unparseable::BadUtf8(e.valid_up_to()))?;
-    let parsed = parse_body(text)?;
+    let parsed = parse_within(text, MAX_ENVELOPE_BYTES, MAX_PARSE_DEPTH + 1)?;
     if parsed.object.contains_key("schemaVersion") && parsed.object.contains_key("body") {
         let mut envelope = envelope_from(parsed.object)?;
         // Recomputed from the body, not trusted: a producer cannot break deduplication with a wrong key.
@@ -193,6 +199,15 @@ pub fn decode_value(value: &[u8]) -> Result<Envelope, Rejection> {
             .map(str::to_owned);
         envelope.non_finite_paths.extend(inner);
         return Ok(envelope);
+    }
+    if parsed.bytes > MAX_BODY_BYTES {
+        return Err(Rejection::invalid(
+            "",
+            crate::error::Rule::MaxBytes {
+                max: MAX_BODY_BYTES,
+                actual: parsed.bytes,
+            },
+        ));
     }
     let device_id = check_device_id(parsed.object.get("deviceId"))
         .map_err(|v| Rejection::Invalid(vec![v]))?
@@ -321,5 +336,47 @@ mod tests {
                 .idempotency_key,
             "d-1#seq:7"
         );
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// The envelope of any body the first hop accepts fits the writer's limit, even one
+    /// built to grow the most when re-serialized (short exponents become long decimals).
+    #[test]
+    fn a_body_at_the_size_limit_fits_the_writers_envelope_limit() {
+        let mut msg = SqsMessage::default();
+        msg.message_id = Some("0f9e0b8c-5a43-4c55-9b69-1d9c8e1f6a77".into());
+        for number in ["1e15", "1E15", "-1e15", "1e-5", "9e15", "NaN"] {
+            let head = r#"{"deviceId":"d","seq":1,"ts":1767225600000,"readings":{},"x":["#;
+            let mut body = head.to_owned();
+            while body.len() + 2 * number.len() + 3 <= MAX_BODY_BYTES {
+                body.push_str(number);
+                body.push(',');
+            }
+            body.push_str(number);
+            body.push_str("]}");
+            assert!(body.len() <= MAX_BODY_BYTES);
+            let record = frame(&body).unwrap().into_kafka_record(&msg);
+            assert!(
+                record.value.len() <= MAX_ENVELOPE_BYTES,
+                "{number}: {} > {MAX_ENVELOPE_BYTES}",
+                record.value.len()
+            );
+            let decoded = decode_value(&record.value).unwrap();
+            assert_eq!(decoded.idempotency_key, "d#seq:1");
+        }
+    }
+
+    #[test]
+    fn a_bare_body_is_held_to_the_body_limit() {
+        let mut body =
+            r#"{"deviceId":"d","seq":1,"ts":1767225600000,"readings":{},"pad":""#.to_owned();
+        body.push_str(&"x".repeat(MAX_BODY_BYTES));
+        body.push_str("\"}");
+        let err = decode_value(body.as_bytes()).unwrap_err();
+        assert_eq!(err.violations()[0].rule.code(), "max_bytes", "{err}");
     }
 }

@@ -32,6 +32,8 @@ pub enum Unparseable {
     BadUtf8(usize),
     #[error("body is not JSON: {0}")]
     NotJson(String),
+    #[error("body nests deeper than {0} levels")]
+    TooDeep(usize),
 }
 
 /// One broken rule of the payload schema, at one place in the body.

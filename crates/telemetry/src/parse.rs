@@ -10,6 +10,15 @@ use crate::error::{Rejection, Rule, Unparseable};
 /// AWS IoT Core refuses larger MQTT payloads, so a larger body did not come from a device.
 pub const MAX_BODY_BYTES: usize = 128 * 1024;
 
+/// Deeper nesting is refused before parsing. Far above the schema's 8 levels (a precise
+/// `max_depth` violation), and far below serde_json's limit of 127, so a body the first hop
+/// reads is always readable inside the writer's envelope, one level deeper.
+pub const MAX_PARSE_DEPTH: usize = 100;
+
+/// Most NaN/Infinity locations collected from one body: one is enough to refuse it, and
+/// each costs a pointer as long as its path (a 128 KiB body can hold 40,000 of them).
+pub const MAX_NON_FINITE_PATHS: usize = 64;
+
 /// Stands in for a non-finite number while serde_json (which refuses them) parses the rest.
 /// It holds a NUL, so no valid reading can equal it by accident of a realistic device.
 const NON_FINITE_SENTINEL: &str = "\u{0}iot-bridge:non-finite";
@@ -30,17 +39,27 @@ pub struct ParsedBody {
 /// Decodes, size-checks and parses an SQS body. A body that is JSON but not an
 /// object is `Invalid` at the root; one that is not JSON at all is `Unparseable`.
 pub fn parse_body(body: &str) -> Result<ParsedBody, Rejection> {
+    parse_within(body, MAX_BODY_BYTES, MAX_PARSE_DEPTH)
+}
+
+/// [`parse_body`] with other limits (the writer's envelope holds a body, one level down,
+/// plus its own fields).
+pub(crate) fn parse_within(
+    body: &str,
+    max_bytes: usize,
+    max_depth: usize,
+) -> Result<ParsedBody, Rejection> {
     let (text, base64) = decode(body)?;
-    if text.len() > MAX_BODY_BYTES {
+    if text.len() > max_bytes {
         return Err(Rejection::invalid(
             "",
             Rule::MaxBytes {
-                max: MAX_BODY_BYTES,
+                max: max_bytes,
                 actual: text.len(),
             },
         ));
     }
-    let (value, non_finite) = parse_json(&text)?;
+    let (value, non_finite) = parse_json(&text, max_depth)?;
     match value {
         Value::Object(object) => Ok(ParsedBody {
             object,
@@ -86,8 +105,8 @@ fn looks_like_base64(s: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
 }
 
-fn parse_json(text: &str) -> Result<(Value, Vec<String>), Unparseable> {
-    let patched = replace_non_finite(text);
+fn parse_json(text: &str, max_depth: usize) -> Result<(Value, Vec<String>), Unparseable> {
+    let patched = replace_non_finite(text, max_depth)?;
     let mut value: Value =
         serde_json::from_str(&patched).map_err(|e| Unparseable::NotJson(e.to_string()))?;
     let mut non_finite = Vec::new();
@@ -99,13 +118,15 @@ fn parse_json(text: &str) -> Result<(Value, Vec<String>), Unparseable> {
 
 /// Replaces `NaN`, `Infinity`, `-Infinity` and numbers that overflow f64, outside
 /// strings, with a sentinel string, so the rest of the body still parses and the
-/// validator can name each such field.
-fn replace_non_finite(text: &str) -> Cow<'_, str> {
+/// validator can name each such field. Refuses nesting deeper than `max_depth`
+/// on the way (the same single pass over the text).
+fn replace_non_finite(text: &str, max_depth: usize) -> Result<Cow<'_, str>, Unparseable> {
     let bytes = text.as_bytes();
     let mut out: Option<String> = None;
     let mut copied = 0; // bytes of `text` already copied into `out`
     let mut i = 0;
     let mut in_string = false;
+    let mut depth = 0usize;
     while i < bytes.len() {
         let b = bytes[i];
         if in_string {
@@ -122,6 +143,17 @@ fn replace_non_finite(text: &str) -> Cow<'_, str> {
                 in_string = true;
                 i += 1;
                 continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(Unparseable::TooDeep(max_depth));
+                }
+                None
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                None
             }
             b'N' if text[i..].starts_with("NaN") => Some(3),
             b'I' if text[i..].starts_with("Infinity") => Some(8),
@@ -155,20 +187,22 @@ fn replace_non_finite(text: &str) -> Cow<'_, str> {
             i += 1;
         }
     }
-    match out {
+    Ok(match out {
         None => Cow::Borrowed(text),
         Some(mut buf) => {
             buf.push_str(&text[copied..]);
             Cow::Owned(buf)
         }
-    }
+    })
 }
 
 fn collect_sentinels(value: &mut Value, path: &mut String, found: &mut Vec<String>) {
     match value {
         Value::String(s) if s == NON_FINITE_SENTINEL => {
             *value = Value::Null;
-            found.push(path.clone());
+            if found.len() < MAX_NON_FINITE_PATHS {
+                found.push(bounded_pointer(path));
+            }
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
@@ -189,6 +223,21 @@ fn collect_sentinels(value: &mut Value, path: &mut String, found: &mut Vec<Strin
         }
         _ => {}
     }
+}
+
+/// Longest JSON Pointer a violation keeps: a key may be 128 KiB long.
+pub const MAX_POINTER_BYTES: usize = 1024;
+
+/// `path`, cut to [`MAX_POINTER_BYTES`] (marked `...[cut]`).
+pub(crate) fn bounded_pointer(path: &str) -> String {
+    if path.len() <= MAX_POINTER_BYTES {
+        return path.to_owned();
+    }
+    let mut end = MAX_POINTER_BYTES;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...[cut]", &path[..end])
 }
 
 /// Appends `/token` with RFC 6901 escaping (`~` -> `~0`, `/` -> `~1`).

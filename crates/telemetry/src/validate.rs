@@ -1,13 +1,16 @@
 //! Device payload schema v1 (events/schema/device-payload.v1.json), checked in full:
 //! every violation is reported, each with its JSON Pointer and rule.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::{Rejection, Rule, Violation};
 use crate::parse::push_pointer_token;
 
 pub const MAX_DEPTH: usize = 8;
+/// Most violations reported for one message: enough to fix it, and a bound on what a
+/// hostile body (thousands of `$` keys under one long key) can make the bridge allocate.
+pub const MAX_VIOLATIONS: usize = 64;
 pub const MAX_READINGS: usize = 256;
 pub const MAX_READING_CHARS: usize = 256;
 pub const MAX_DEVICE_ID_CHARS: usize = 128;
@@ -56,6 +59,9 @@ pub fn validate(
     let mut v = Vec::new();
     let mut path = Vec::new();
     for (key, value) in &body {
+        if v.len() >= MAX_VIOLATIONS {
+            break;
+        }
         path.push(Token::Key(key));
         check_key(key, &path, &mut v);
         check_nesting(value, &mut path, 2, &mut v);
@@ -106,7 +112,10 @@ pub fn validate(
                 extra: body,
             })
         }
-        _ => Err(Rejection::Invalid(v)),
+        _ => {
+            v.truncate(MAX_VIOLATIONS);
+            Err(Rejection::Invalid(v))
+        }
     }
 }
 
@@ -134,13 +143,15 @@ fn is_device_id(s: &str) -> bool {
 /// `ts` as RFC 3339 or integer epoch milliseconds, without the time window.
 pub fn parse_ts(value: &Value) -> Option<Result<DateTime<Utc>, Rule>> {
     match value {
-        Value::String(s) => Some(
-            DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| Rule::TimestampFormat),
-        ),
+        Value::String(s) => Some(parse_rfc3339(s).ok_or(Rule::TimestampFormat)),
         Value::Number(n) => {
-            let ms = n.as_i64().or_else(|| n.as_u64().map(|_| i64::MAX))?;
+            // Beyond i64 (a 20-digit integer reads as u64 or f64): out of range, not mistyped.
+            let ms = n.as_i64().or_else(|| match n.as_f64() {
+                _ if n.as_u64().is_some() => Some(i64::MAX),
+                Some(f) if f > i64::MAX as f64 => Some(i64::MAX),
+                Some(f) if f < i64::MIN as f64 => Some(i64::MIN),
+                _ => None,
+            })?;
             Some(DateTime::from_timestamp_millis(ms).ok_or(if ms < 0 {
                 Rule::TimestampTooOld
             } else {
@@ -151,6 +162,17 @@ pub fn parse_ts(value: &Value) -> Option<Result<DateTime<Utc>, Rule>> {
         }
         _ => None,
     }
+}
+
+/// RFC 3339 as JSON Schema's `date-time` reads it: `T` (or `t`) between date and time,
+/// where chrono also takes a space; and a leap second only at 23:59:60 UTC.
+fn parse_rfc3339(s: &str) -> Option<DateTime<Utc>> {
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+        return None;
+    }
+    let t = DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc);
+    let leap = t.nanosecond() >= 1_000_000_000;
+    (!leap || (t.hour() == 23 && t.minute() == 59)).then_some(t)
 }
 
 fn device_id(body: &Map<String, Value>, v: &mut Vec<Violation>) -> Option<String> {
@@ -236,6 +258,9 @@ fn readings(body: &Map<String, Value>, non_finite: &[String], v: &mut Vec<Violat
         path
     };
     for (name, reading) in map {
+        if v.len() >= MAX_VIOLATIONS {
+            break;
+        }
         let rule = match reading {
             Value::Number(_) | Value::Bool(_) => continue,
             Value::String(s)
@@ -247,12 +272,17 @@ fn readings(body: &Map<String, Value>, non_finite: &[String], v: &mut Vec<Violat
                 max: MAX_READING_CHARS,
             },
             // Already reported as NonFinite by the parse step.
-            Value::Null if non_finite.contains(&path_of(name)) => continue,
+            Value::Null if non_finite.contains(&crate::parse::bounded_pointer(&path_of(name))) => {
+                continue;
+            }
             _ => Rule::Type {
                 expected: "a finite number, a boolean or a string",
             },
         };
-        v.push(Violation::new(path_of(name), rule));
+        v.push(Violation::new(
+            crate::parse::bounded_pointer(&path_of(name)),
+            rule,
+        ));
     }
     v.len() == before
 }
@@ -283,9 +313,14 @@ enum Token<'a> {
     Index(usize),
 }
 
+/// Cut to [`crate::parse::MAX_POINTER_BYTES`]: only the last key can make it long, and
+/// is then cut as a whole string.
 fn pointer(path: &[Token<'_>]) -> String {
     let mut out = String::new();
     for token in path {
+        if out.len() > crate::parse::MAX_POINTER_BYTES {
+            break;
+        }
         match token {
             Token::Key(key) => push_pointer_token(&mut out, key),
             Token::Index(idx) => {
@@ -294,7 +329,7 @@ fn pointer(path: &[Token<'_>]) -> String {
             }
         }
     }
-    out
+    crate::parse::bounded_pointer(&out)
 }
 
 fn check_key(key: &str, path: &[Token<'_>], v: &mut Vec<Violation>) {
@@ -321,6 +356,9 @@ fn check_nesting<'a>(
     match value {
         Value::Object(map) => {
             for (key, child) in map {
+                if v.len() >= MAX_VIOLATIONS {
+                    return;
+                }
                 path.push(Token::Key(key));
                 check_key(key, path, v);
                 check_nesting(child, path, depth + 1, v);
@@ -329,6 +367,9 @@ fn check_nesting<'a>(
         }
         Value::Array(items) => {
             for (idx, child) in items.iter().enumerate() {
+                if v.len() >= MAX_VIOLATIONS {
+                    return;
+                }
                 path.push(Token::Index(idx));
                 check_nesting(child, path, depth + 1, v);
                 path.pop();
