@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 STACK := infra/local/stack
 
-.PHONY: test demo unit chaos moto-check lambda lambda-invoke-check terraform-check bench-lambda bench-writer bench-e2e stack-up stack-down stack-status fixtures lint
+.PHONY: test demo unit chaos image image-amd64 image-arm64-check image-tag image-push compose-check moto-check lambda lambda-invoke-check terraform-check bench-lambda bench-writer bench-e2e stack-up stack-down stack-status fixtures lint
 
 ## The README's first command: the whole pipeline end to end on the local stack, with exact counts.
 demo:
@@ -13,8 +13,9 @@ demo:
 ## the Rust tests, the Lambda zips, the cargo-lambda watch/invoke path, and the Terraform checks.
 test: stack-up
 	infra/local/moto-fast-check
+	$(MAKE) image-amd64
 	cargo test --workspace --locked --no-fail-fast
-	$(MAKE) lambda lambda-invoke-check terraform-check
+	$(MAKE) lambda lambda-invoke-check terraform-check compose-check
 
 ## The moto launcher changes only speed: stock and patched SQS transcripts must be identical.
 moto-check: stack-up
@@ -39,6 +40,32 @@ lambda:
 	  infra/local/lambda-tools cargo lambda build --release --output-format zip -p sqs-to-kafka; \
 	fi
 	infra/local/lambda-tools cargo lambda build --release --output-format zip -p sqs-to-kafka --lambda-dir target/lambda-x86_64
+
+## The writer's container image (FROM scratch, podman; infra/image/Containerfile): both
+## architectures and a manifest list. `make image-amd64` is what `make test` builds and runs.
+image:
+	infra/image/build amd64 arm64
+
+image-amd64:
+	infra/image/build amd64
+
+## The arm64 image cannot run here: its binary and libraries are aarch64 and its config says arm64.
+image-arm64-check:
+	infra/image/build arm64
+	infra/image/check-arm64
+
+## The tag `make image` gives: <crate version>-<git short sha>[-dirty].
+image-tag:
+	@infra/image/tag
+
+## Push the manifest list to REPOSITORY (terraform output writer_repository_url), after a login.
+image-push:
+	@test -n "$(REPOSITORY)" || { echo "usage: make image-push REPOSITORY=<writer_repository_url>"; exit 2; }
+	infra/image/push "$(REPOSITORY)"
+
+## infra/docker-compose.yml is valid (Debian's docker-compose 1.29 `config`, no engine needed).
+compose-check:
+	infra/local/compose-check
 
 ## Benchmarks (not tests): each prints a ratio against a ceiling measured in the same run and ends with a RESULT line.
 bench-lambda: stack-up lambda

@@ -15,6 +15,20 @@ locals {
     var.enable_writer ? ["/ecs/${var.name_prefix}-${var.writer_service_name}"] : [],
     var.enable_iot_rule ? ["/aws/iot/${var.name_prefix}/rule-errors"] : [],
   )
+
+  # The writer's image: writer_image as given, else the tag in the module's repository.
+  # Null without a tag: the writer's task definition then fails the plan with a message (a
+  # precondition, which neither the registry phase, -target=module.writer_registry, nor a
+  # destroy evaluates).
+  writer_image = (
+    var.writer_image != null ? var.writer_image :
+    var.writer_image_tag == null || !var.enable_writer ? null :
+    "${module.writer_registry[0].repository_url}:${var.writer_image_tag}"
+  )
+  writer_ecr_repository_arns = (
+    var.writer_image == null ? module.writer_registry[*].repository_arn :
+    var.writer_ecr_repository_arn == "" ? [] : [var.writer_ecr_repository_arn]
+  )
 }
 
 module "secrets" {
@@ -75,13 +89,26 @@ module "iot_rule" {
   log_retention_days = var.log_retention_days
 }
 
+# The writer's image repository, created when the writer is. Phase 1 of a new deployment
+# applies it alone (-target=module.writer_registry) so the image can be pushed before the
+# service that pulls it exists (README: "Writer image").
+module "writer_registry" {
+  source               = "./modules/registry"
+  count                = var.enable_writer ? 1 : 0
+  name                 = "${var.name_prefix}/${var.writer_service_name}"
+  kms_key_arn          = module.secrets.kms_key_arn
+  untagged_expiry_days = var.writer_repository_untagged_expiry_days
+  tagged_images_kept   = var.writer_repository_tagged_images_kept
+}
+
 module "writer" {
   source                  = "./modules/writer"
   count                   = var.enable_writer ? 1 : 0
   name_prefix             = var.name_prefix
   service_name            = var.writer_service_name
-  image                   = var.writer_image
-  ecr_repository_arn      = var.writer_ecr_repository_arn
+  image                   = local.writer_image
+  ecr_repository_arns     = local.writer_ecr_repository_arns
+  ecr_images_use_kms_key  = var.writer_image == null
   architecture            = var.writer_architecture
   cpu                     = var.writer_cpu
   memory                  = var.writer_memory

@@ -77,6 +77,16 @@ output "writer_service_name" {
   value       = var.enable_writer ? module.writer[0].service_name : null
 }
 
+output "writer_repository_url" {
+  description = "ECR repository of the writer image, to push to (null when enable_writer is false)."
+  value       = one(module.writer_registry[*].repository_url)
+}
+
+output "writer_repository_arn" {
+  description = "ARN of the writer image repository (null when enable_writer is false)."
+  value       = one(module.writer_registry[*].repository_arn)
+}
+
 output "alarm_topic_arn" {
   description = "SNS topic every alarm notifies."
   value       = module.monitoring.alarm_topic_arn

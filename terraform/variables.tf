@@ -11,10 +11,10 @@ variable "aws_endpoints" {
   default     = {}
   validation {
     condition = alltrue([for k in keys(var.aws_endpoints) : contains([
-      "applicationautoscaling", "cloudwatch", "ec2", "ecs", "iam", "iot", "kms",
+      "applicationautoscaling", "cloudwatch", "ec2", "ecr", "ecs", "iam", "iot", "kms",
       "lambda", "logs", "secretsmanager", "sns", "sqs", "sts",
     ], k)])
-    error_message = "Keys must be among: applicationautoscaling, cloudwatch, ec2, ecs, iam, iot, kms, lambda, logs, secretsmanager, sns, sqs, sts."
+    error_message = "Keys must be among: applicationautoscaling, cloudwatch, ec2, ecr, ecs, iam, iot, kms, lambda, logs, secretsmanager, sns, sqs, sts."
   }
 }
 
@@ -309,7 +309,7 @@ variable "esm_maximum_concurrency" {
 
 # ---- Writer kafka-to-mongo (ECS Fargate) ----
 variable "enable_writer" {
-  description = "Create the writer's ECS service, its secret and alarms."
+  description = "Create the writer's image repository, ECS service, secret and alarms."
   type        = bool
   default     = true
 }
@@ -324,20 +324,46 @@ variable "writer_service_name" {
   }
 }
 
-variable "writer_image" {
-  description = "Container image of kafka-to-mongo (it must contain curl for the health check)."
+variable "writer_image_tag" {
+  description = "Tag of the writer image in the writer repository (writer_repository_url), <crate version>-<git short sha> as `make image-tag` prints. Needed when enable_writer is true and writer_image is null, except to create the repository alone (-target=module.writer_registry)."
   type        = string
   default     = null
   validation {
-    condition     = !var.enable_writer || var.writer_image != null
-    error_message = "Set writer_image when enable_writer is true."
+    condition     = var.writer_image_tag == null || can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.writer_image_tag))
+    error_message = "An image tag: 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'."
   }
 }
 
+variable "writer_image" {
+  description = "Full image URI of kafka-to-mongo instead of <writer_repository_url>:<writer_image_tag>, e.g. another registry's. Null (default) uses the writer repository."
+  type        = string
+  default     = null
+}
+
 variable "writer_ecr_repository_arn" {
-  description = "ECR repository the image is pulled from, to grant pulls on; empty when not ECR."
+  description = "With writer_image in another ECR repository: its ARN, to grant the execution role pulls on. Ignored when writer_image is null."
   type        = string
   default     = ""
+}
+
+variable "writer_repository_untagged_expiry_days" {
+  description = "The writer repository's lifecycle policy expires untagged images this many days after their push."
+  type        = number
+  default     = 7
+  validation {
+    condition     = var.writer_repository_untagged_expiry_days >= 1
+    error_message = "At least 1."
+  }
+}
+
+variable "writer_repository_tagged_images_kept" {
+  description = "The writer repository's lifecycle policy keeps this many newest tagged images (the rollback window) and expires older ones."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.writer_repository_tagged_images_kept >= 1 && var.writer_repository_tagged_images_kept <= 10000
+    error_message = "1 to 10000."
+  }
 }
 
 variable "writer_architecture" {

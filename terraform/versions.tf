@@ -29,6 +29,7 @@ provider "aws" {
       applicationautoscaling = lookup(endpoints.value, "applicationautoscaling", null)
       cloudwatch             = lookup(endpoints.value, "cloudwatch", null)
       ec2                    = lookup(endpoints.value, "ec2", null)
+      ecr                    = lookup(endpoints.value, "ecr", null)
       ecs                    = lookup(endpoints.value, "ecs", null)
       iam                    = lookup(endpoints.value, "iam", null)
       iot                    = lookup(endpoints.value, "iot", null)

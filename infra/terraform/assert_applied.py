@@ -93,6 +93,39 @@ def main(out_path, *var_paths):
         if secrets != {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "MONGODB_URI"}:
             fail(f"writer secrets are {sorted(secrets)}")
         ok(f"writer {out['writer_cluster_name']}/{out['writer_service_name']}: ACTIVE, secrets injected by ECS")
+        (c,) = td["containerDefinitions"]
+        want_image = var.get("writer_image") or f"{out['writer_repository_url']}:{var['writer_image_tag']}"
+        if c.get("image") != want_image:
+            fail(f"writer image is {c.get('image')}, want {want_image}")
+        if c.get("healthCheck", {}).get("command") != ["CMD", "/kafka-to-mongo", "healthcheck"]:
+            fail(f"writer health check is {c.get('healthCheck')}, want the exec form of /kafka-to-mongo healthcheck")
+        if c.get("readonlyRootFilesystem") is not True:
+            fail("writer root file system is not read-only")
+        ok(f"writer container: {c['image']}, health check {' '.join(c['healthCheck']['command'][1:])}, read-only root")
+
+    if out.get("writer_repository_arn"):
+        ecr = boto3.client("ecr")
+        name = out["writer_repository_arn"].split(":repository/", 1)[1]
+        repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+        got = {
+            "uri": repo["repositoryUri"],
+            "mutability": repo["imageTagMutability"],
+            "scan_on_push": repo["imageScanningConfiguration"]["scanOnPush"],
+            "encryption": repo["encryptionConfiguration"],
+        }
+        want = {
+            "uri": out["writer_repository_url"],
+            "mutability": "IMMUTABLE",
+            "scan_on_push": True,
+            "encryption": {"encryptionType": "KMS", "kmsKey": out["kms_key_arn"]},
+        }
+        if got != want:
+            fail(f"writer repository {got}, want {want}")
+        rules = json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])["rules"]
+        kinds = sorted((r["selection"]["tagStatus"], r["selection"]["countType"], r["action"]["type"]) for r in rules)
+        if kinds != [("tagged", "imageCountMoreThan", "expire"), ("untagged", "sinceImagePushed", "expire")]:
+            fail(f"writer repository lifecycle rules are {kinds}")
+        ok(f"repository {name}: IMMUTABLE tags, scan on push, KMS with the bridge's key, lifecycle {len(rules)} rules")
 
 
 if __name__ == "__main__":

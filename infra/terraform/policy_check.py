@@ -7,6 +7,10 @@ Fails (exit 1) when, in any resource the plan would leave in place:
   - an Allow statement grants Action "*" or "service:*", or uses NotAction/NotResource;
   - an Allow statement has Resource "*" and an action not listed in RESOURCE_STAR_OK;
   - a statement grants logs:CreateLogGroup (Terraform creates every log group);
+  - an identity policy allows an ECR action other than ecr:GetAuthorizationToken on
+    anything but whole repository ARNs (no wildcard in the name), or allows an ECR action
+    that writes (push, delete, repository settings; also through a wildcard such as
+    ecr:Put*): roles of the plan only pull, images are pushed by whoever deploys;
   - a Lambda or ECS container environment value looks like a secret;
   - an identity (non key) policy allows kms:Decrypt or kms:ReEncryptFrom (also through a
     wildcard such as kms:De*) without a kms:ViaService condition (StringEquals/StringLike,
@@ -45,6 +49,17 @@ ROOT_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:root$")
 
 NEVER_GRANT = {"logs:CreateLogGroup": "Terraform creates every log group, so no role needs to"}
 
+# ECR: roles of the plan pull, on named repositories. Pushing and changing repositories is
+# the deployer's (make image-push, terraform), never a role's.
+ECR_REPOSITORY_ARN = re.compile(r"^arn:aws[a-z-]*:ecr:[a-z0-9-]+:\d{12}:repository/[a-z0-9][a-z0-9._/-]*$")
+ECR_WRITE_ACTIONS = (
+    "ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",
+    "ecr:BatchDeleteImage", "ecr:CreateRepository", "ecr:DeleteRepository", "ecr:SetRepositoryPolicy",
+    "ecr:DeleteRepositoryPolicy", "ecr:PutLifecyclePolicy", "ecr:DeleteLifecyclePolicy",
+    "ecr:PutImageTagMutability", "ecr:PutImageScanningConfiguration", "ecr:TagResource",
+    "ecr:UntagResource", "ecr:ReplicateImage", "ecr:PutRegistryPolicy", "ecr:PutReplicationConfiguration",
+)
+
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.I)
 SECRET_VALUE = [
     (re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b"), "an AWS access key id"),
@@ -54,6 +69,8 @@ SECRET_VALUE = [
 ]
 
 POLICY_ATTRS = ("policy", "assume_role_policy")
+# Resources whose "policy" is not an IAM policy document.
+NOT_IAM_POLICY_TYPES = {"aws_ecr_lifecycle_policy"}
 
 # KMS actions that turn ciphertext under the key into plaintext (ReEncryptFrom decrypts
 # before re-encrypting): an identity policy may allow them only via a service.
@@ -113,6 +130,21 @@ def check_via_service(where, st, actions, errors):
         bad = [v for v in values if not VIA_SERVICE_VALUE.match(v)]
         if bad or not values:
             errors.append(f"{where}: kms:ViaService values {bad or values} are not <service>.<region>.amazonaws.com")
+
+
+def check_ecr(where, actions, resources, errors):
+    """ECR in an identity policy: pulls on whole repository ARNs, no writes."""
+    ecr = [a for a in actions if a.lower().startswith("ecr:")]
+    writes = sorted({w for a in ecr for w in ECR_WRITE_ACTIONS if action_matches(a, w)})
+    if writes:
+        errors.append(f"{where}: grants ECR writes {writes} (roles of the plan only pull; "
+                      f"images are pushed by the deployer)")
+    scoped = [a for a in ecr if a not in RESOURCE_STAR_OK]
+    if not scoped:
+        return
+    loose = [r for r in resources if r != "*" and not ECR_REPOSITORY_ARN.match(str(r))]
+    if loose:
+        errors.append(f"{where}: {scoped} on {loose}, not repository ARNs without wildcards")
 
 
 def logs_principal(st):
@@ -181,6 +213,7 @@ def check_statement(where, rtype, st, errors, logs_patterns=None):
                 logs_patterns.append(patterns)
     else:
         check_via_service(where, st, actions, errors)
+        check_ecr(where, actions, resources, errors)
 
 
 def check_env(where, env, errors):
@@ -202,7 +235,7 @@ def check_resource(rc, errors, keys):
     after = change.get("after") or {}
     unknown = change.get("after_unknown") or {}
     logs_patterns = [] if rtype in KEY_POLICY_TYPES else None
-    for attr in POLICY_ATTRS:
+    for attr in () if rtype in NOT_IAM_POLICY_TYPES else POLICY_ATTRS:
         if unknown.get(attr) is True:
             errors.append(f"{addr}.{attr}: unknown in this plan (plan after apply to check it)")
         elif after.get(attr):

@@ -5,6 +5,7 @@ aws_endpoints = {
   applicationautoscaling = "http://127.0.0.1:5000"
   cloudwatch             = "http://127.0.0.1:5000"
   ec2                    = "http://127.0.0.1:5000"
+  ecr                    = "http://127.0.0.1:5000"
   ecs                    = "http://127.0.0.1:5000"
   iam                    = "http://127.0.0.1:5000"
   iot                    = "http://127.0.0.1:5000"
@@ -32,7 +33,7 @@ secret_recovery_window_days = 0
 kms_deletion_window_days    = 7
 
 # moto's ECS checks that the service's subnets exist. infra/terraform/check creates a
-# subnet and security group in moto and turns the writer on with their ids.
+# subnet and security group in moto and turns the writer on with their ids (and a
+# writer_image_tag: moto's ECR stores the repository but holds no image, and never runs a task).
 enable_writer        = false
-writer_image         = "kafka-to-mongo:local"
 writer_desired_count = 0

@@ -1,5 +1,7 @@
-# Example production values. Deploy from the repo root:
-#   terraform -chdir=terraform apply -var-file=examples/production.tfvars
+# Example production values. Deploy from the repo root in two phases (README: "Writer image"):
+#   terraform -chdir=terraform apply -var-file=examples/production.tfvars -target=module.writer_registry
+#   (make image, push it to writer_repository_url with make image-push)
+#   terraform -chdir=terraform apply -var-file=examples/production.tfvars -var writer_image_tag=$(make -s image-tag)
 # Secret values are NOT here: put them with `aws secretsmanager put-secret-value` (see README).
 aws_region  = "eu-west-1"
 name_prefix = "iot-bridge"
@@ -19,8 +21,9 @@ esm_batch_size              = 100
 esm_maximum_concurrency     = 10
 log_retention_days          = 90
 
-writer_image              = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/iot-bridge/kafka-to-mongo:0.1.0"
-writer_ecr_repository_arn = "arn:aws:ecr:eu-west-1:123456789012:repository/iot-bridge/kafka-to-mongo"
+# The image comes from the writer repository this module creates (iot-bridge/kafka-to-mongo),
+# at the tag given on the command line: -var writer_image_tag=<crate version>-<git short sha>.
+writer_architecture       = "arm64"
 writer_subnet_ids         = ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"]
 writer_security_group_ids = ["sg-0a1b2c3d4e5f60003"]
 writer_desired_count      = 2

@@ -12,7 +12,8 @@ use clap::Parser;
 #[command(
     name = "kafka-to-mongo",
     version,
-    about = "Kafka telemetry topic -> MongoDB, exactly once per message"
+    about = "Kafka telemetry topic -> MongoDB, exactly once per message",
+    after_help = "`kafka-to-mongo healthcheck` exits 0 when the running writer's /healthz (HEALTH_PORT, HEALTH_BIND) answers 2xx: the container health check."
 )]
 pub struct Config {
     #[command(flatten)]

@@ -107,23 +107,42 @@ pub fn consumer_config(config: &Config, mut c: ClientConfig) -> ClientConfig {
 
 /// ConsumerLag (high watermark - committed) per assigned partition; a partition
 /// with no committed offset counts from its low watermark (its whole backlog).
-pub fn consumer_lag<C: ConsumerContext>(consumer: &impl Consumer<C>) -> Vec<(i32, i64)> {
+/// Whether the broker's committed offsets are at least those in `sent`, partition by partition.
+pub fn reached(sent: &TopicPartitionList, committed: &TopicPartitionList) -> bool {
+    sent.elements().iter().all(|s| {
+        let at = committed
+            .find_partition(s.topic(), s.partition())
+            .and_then(|c| c.offset().to_raw());
+        matches!((at, s.offset().to_raw()), (Some(c), Some(want)) if c >= want)
+    })
+}
+
+/// Per assigned partition: its lag, and the offset the broker has committed.
+#[derive(Debug, Default)]
+pub struct Lag {
+    pub lag: Vec<(i32, i64)>,
+    pub committed: Vec<(i32, i64)>,
+}
+
+pub fn consumer_lag<C: ConsumerContext>(consumer: &impl Consumer<C>) -> Lag {
     let timeout = Duration::from_secs(5);
     let Ok(committed) = consumer
         .assignment()
         .and_then(|a| consumer.committed_offsets(a, timeout))
     else {
-        return Vec::new();
+        return Lag::default();
     };
-    committed
-        .elements()
-        .iter()
-        .filter_map(|e| {
-            let (low, high) = consumer
-                .fetch_watermarks(e.topic(), e.partition(), timeout)
-                .ok()?;
-            let at = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(low);
-            Some((e.partition(), (high - at).max(0)))
-        })
-        .collect()
+    let mut out = Lag::default();
+    for e in committed.elements() {
+        let Ok((low, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout) else {
+            continue;
+        };
+        let at = e.offset().to_raw().filter(|o| *o >= 0);
+        if let Some(at) = at {
+            out.committed.push((e.partition(), at));
+        }
+        out.lag
+            .push((e.partition(), (high - at.unwrap_or(low)).max(0)));
+    }
+    out
 }

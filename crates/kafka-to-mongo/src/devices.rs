@@ -146,7 +146,10 @@ pub fn chunks(deltas: &[DeviceDelta], now: DateTime<Utc>, max_bytes: usize) -> V
 
 #[cfg(test)]
 mod tests {
-    use bson::{Document, doc};
+    use std::cmp::Ordering;
+
+    use bson::{Bson, Document, doc};
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
@@ -280,5 +283,197 @@ mod tests {
             Some(&bson::Bson::Null),
             "present as null, which sorts below every number"
         );
+    }
+
+    // -----------------------------------------------------------------------------------
+    // `$max` on the real `last` document, under MongoDB's comparison order
+
+    /// MongoDB's canonical type order (bsontypes.h `canonicalizeBSONType`) for the types
+    /// `last` holds.
+    fn type_rank(b: &Bson) -> u8 {
+        match b {
+            Bson::Null => 5,
+            Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_) => 10,
+            Bson::String(_) => 15,
+            Bson::Document(_) => 20,
+            Bson::DateTime(_) => 45,
+            other => panic!("not a type of `last`: {other:?}"),
+        }
+    }
+
+    /// The integer a finite Decimal128 (IEEE 754-2008 BID, as BSON stores it) holds, when
+    /// its exponent is not negative: all `seq_to_raw` writes. Anything else panics.
+    fn decimal128_integer(d: &bson::Decimal128) -> i128 {
+        let bits = u128::from_le_bytes(d.bytes());
+        assert_ne!(
+            (bits >> 125) & 0b11,
+            0b11,
+            "{d}: not a finite small-form decimal"
+        );
+        let exponent = u32::try_from(((bits >> 113) & 0x3fff) as i64 - 6176)
+            .unwrap_or_else(|_| panic!("{d}: a fraction"));
+        let coefficient = i128::try_from(bits & ((1 << 113) - 1)).unwrap();
+        let value = 10i128
+            .checked_pow(exponent)
+            .and_then(|scale| coefficient.checked_mul(scale))
+            .unwrap_or_else(|| panic!("{d}: beyond i128"));
+        if bits >> 127 == 1 { -value } else { value }
+    }
+
+    /// Numbers of every type compare by value. `last` holds integers (seq: Int64 or
+    /// Decimal128) and doubles (readings), never the two in the same place.
+    fn cmp_numbers(a: &Bson, b: &Bson) -> Ordering {
+        let integer = |x: &Bson| match x {
+            Bson::Int32(i) => Some(i128::from(*i)),
+            Bson::Int64(i) => Some(i128::from(*i)),
+            Bson::Decimal128(d) => Some(decimal128_integer(d)),
+            _ => None,
+        };
+        match (a, b, integer(a), integer(b)) {
+            (_, _, Some(x), Some(y)) => x.cmp(&y),
+            (Bson::Double(x), Bson::Double(y), _, _) => x.total_cmp(y),
+            _ => panic!("an integer against a double is not used here: {a:?} vs {b:?}"),
+        }
+    }
+
+    /// MongoDB's comparison of two BSON values (simple collation: strings by bytes).
+    fn bson_cmp(a: &Bson, b: &Bson) -> Ordering {
+        type_rank(a).cmp(&type_rank(b)).then_with(|| match (a, b) {
+            (Bson::Null, Bson::Null) => Ordering::Equal,
+            (Bson::DateTime(x), Bson::DateTime(y)) => {
+                x.timestamp_millis().cmp(&y.timestamp_millis())
+            }
+            (Bson::String(x), Bson::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+            (Bson::Document(x), Bson::Document(y)) => cmp_documents(x, y),
+            _ => cmp_numbers(a, b),
+        })
+    }
+
+    /// Documents field by field in stored order: the value's type, then the field name,
+    /// then the value; a document that runs out first is less (`BSONObj::woCompare`).
+    fn cmp_documents(x: &Document, y: &Document) -> Ordering {
+        for ((kx, vx), (ky, vy)) in x.iter().zip(y) {
+            let c = type_rank(vx)
+                .cmp(&type_rank(vy))
+                .then_with(|| kx.as_bytes().cmp(ky.as_bytes()))
+                .then_with(|| bson_cmp(vx, vy));
+            if c != Ordering::Equal {
+                return c;
+            }
+        }
+        x.len().cmp(&y.len())
+    }
+
+    #[test]
+    fn the_comparator_orders_seqs_by_value_across_int64_and_decimal128() {
+        let seq = |s: u64| {
+            plain(&rawdoc! {"s": seq_to_raw(s)})
+                .get("s")
+                .unwrap()
+                .clone()
+        };
+        let (max, above, big) = (i64::MAX as u64, 1u64 << 63, 10_000_000_000_000_000_000);
+        assert!(matches!(seq(max), Bson::Int64(_)));
+        assert!(matches!(seq(above), Bson::Decimal128(_)));
+        assert_eq!(bson_cmp(&seq(max), &seq(above)), Ordering::Less);
+        assert_eq!(bson_cmp(&seq(above), &seq(big)), Ordering::Less);
+        assert_eq!(bson_cmp(&seq(big), &seq(u64::MAX)), Ordering::Less);
+        assert_eq!(bson_cmp(&seq(u64::MAX), &seq(u64::MAX)), Ordering::Equal);
+        assert_eq!(bson_cmp(&Bson::Null, &seq(0)), Ordering::Less);
+        let as_text = Bson::String(big.to_string());
+        assert_eq!(
+            bson_cmp(&seq(u64::MAX), &as_text),
+            Ordering::Less,
+            "numbers < strings"
+        );
+    }
+
+    /// Seqs around the places where their BSON form changes, and anywhere.
+    fn seq_value() -> impl Strategy<Value = u64> {
+        const I64_MAX: u64 = i64::MAX as u64;
+        prop_oneof![
+            any::<u64>(),
+            0..8u64,
+            (I64_MAX - 2)..=(I64_MAX + 2),
+            9_999_999_999_999_999_998..=10_000_000_000_000_000_002u64,
+            (u64::MAX - 2)..=u64::MAX,
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::with_cases(256)
+        })]
+
+        /// Messages of one device arrive in any order, in batches of any size; each batch
+        /// becomes a `DeviceDelta`, whose `last` is `$max`ed into the state. The state ends
+        /// at the newest message by the README's order: ts, then seq, a missing seq lowest.
+        /// (ts from a few values, so seq often decides.)
+        #[test]
+        fn max_of_the_real_last_is_the_newest_by_ts_then_seq(
+            messages in prop::collection::vec(
+                (0..3i64, prop::option::of(seq_value()), any::<bool>()),
+                1..24,
+            ),
+        ) {
+            let base = 1_767_225_600_000_i64;
+            // A seq is the idempotency key: a second message with it is a duplicate,
+            // dropped before the device state (it inserts nothing).
+            let mut seen = std::collections::HashSet::new();
+            let mut stored = Vec::new();
+            for (i, &(dt, seq, new_batch)) in messages.iter().enumerate() {
+                if seq.is_none_or(|s| seen.insert(s)) {
+                    let ts = base + dt * 1_000;
+                    let key = match seq {
+                        Some(s) => format!("d#seq:{s}"),
+                        None => format!("d#ts:{ts}:{i:016x}"),
+                    };
+                    stored.push((new_batch, t(&key, "d", seq, ts, i as f64)));
+                }
+            }
+            let mut batches: Vec<Vec<Prepared>> = Vec::new();
+            for (new_batch, p) in stored.iter().cloned() {
+                match batches.last_mut() {
+                    Some(batch) if !new_batch => batch.push(p),
+                    _ => batches.push(vec![p]),
+                }
+            }
+            let mut state: Option<Document> = None;
+            for batch in &batches {
+                let d = deltas(batch);
+                prop_assert_eq!(d.len(), 1);
+                let candidate = plain(&d[0].last());
+                // `$max`: the field takes the new value only if it is greater.
+                if state.as_ref().is_none_or(|cur| cmp_documents(&candidate, cur).is_gt()) {
+                    state = Some(candidate);
+                }
+            }
+            let state = state.unwrap();
+            let newest = stored
+                .iter()
+                .map(|(_, p)| p)
+                .max_by_key(|p| order(p.ts, p.seq))
+                .unwrap();
+            prop_assert_eq!(
+                state.get_datetime("ts").unwrap().timestamp_millis(),
+                newest.ts.timestamp_millis(),
+                "{:?}", messages
+            );
+            let seq = state.get("seq").unwrap();
+            match newest.seq {
+                None => prop_assert_eq!(seq, &Bson::Null, "{:?}", messages),
+                Some(s) => {
+                    let value = match seq {
+                        Bson::Int64(v) if *v >= 0 => u64::try_from(*v).ok(),
+                        Bson::Decimal128(d) if s > i64::MAX as u64 => d.to_string().parse().ok(),
+                        _ => None,
+                    };
+                    prop_assert_eq!(value, Some(s), "{:?} for {} in {:?}", seq, s, messages);
+                    // seqs are unique, so the newest is one message.
+                    prop_assert_eq!(state.get_str("key").unwrap(), newest.key.as_str());
+                }
+            }
+        }
     }
 }

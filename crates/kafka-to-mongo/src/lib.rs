@@ -15,6 +15,7 @@ pub mod gaps;
 pub mod health;
 pub mod metrics;
 pub mod partitions;
+pub mod probe;
 pub mod stop;
 pub mod store;
 pub mod triage;
@@ -27,6 +28,7 @@ use bridge_common::kafka::KafkaConfigError;
 use bridge_common::mongo::MongoTransportError;
 use bridge_common::secret::{SecretError, fetch_secret_string};
 use rdkafka::Message as _;
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use telemetry::{Classify, Retry};
@@ -176,8 +178,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let result = consume(&consumer, &partitions, &health, shutdown).await;
     health.set_stopping();
     tracing::info!("stopping: finishing in-flight batches");
-    partitions.release(None, &*consumer, partitions::FinalCommit::Async);
-    await_final_commit(&consumer, &partitions, Duration::from_secs(5)).await;
+    let sent = partitions.release(None, &*consumer, partitions::FinalCommit::Async);
+    confirm_final_commit(&consumer, &sent, Duration::from_secs(5)).await;
     deps.dlq.flush(Duration::from_secs(5));
     consumer.unsubscribe(); // leaves the group now, not after the session timeout
     drop(consumer);
@@ -225,25 +227,35 @@ async fn set_up(store: &Store, config: &Config) -> Result<(), StoreError> {
     }
 }
 
-/// Serves the consumer's events (the commit callback) until the final commit is
-/// answered, or `deadline` passes: a broker that is gone must not hold the exit.
-async fn await_final_commit(
+/// Asks the broker (OffsetFetch) until it reports the final commit's offsets, or
+/// `deadline` passes: a broker that is gone must not hold the exit. The commit callback
+/// cannot tell: rust-rdkafka 0.39 never calls it for an async commit (its issue 856).
+async fn confirm_final_commit(
     consumer: &WriterConsumer,
-    partitions: &Partitions,
+    sent: &TopicPartitionList,
     deadline: Duration,
 ) {
+    if sent.count() == 0 {
+        return;
+    }
     let until = tokio::time::Instant::now() + deadline;
-    while partitions.final_pending() {
-        // Each short poll serves whatever events are queued, the commit answer among them.
-        let poll = tokio::time::timeout(Duration::from_millis(100), consumer.recv());
-        if tokio::time::timeout_at(until, poll).await.is_err() {
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
             tracing::warn!(
-                "final commit not answered in time; uncommitted messages will be redelivered (and deduplicated)"
+                "final commit not confirmed in time; uncommitted messages will be redelivered (and deduplicated)"
             );
             return;
         }
+        let asked = partitions::block(|| {
+            consumer.committed_offsets(sent.clone(), left.min(Duration::from_secs(1)))
+        });
+        if asked.is_ok_and(|committed| consumer::reached(sent, &committed)) {
+            tracing::info!(offsets = ?sent, "final commit confirmed by the broker");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100).min(left)).await;
     }
-    tracing::info!("final commit answered");
 }
 
 async fn consume(
@@ -296,13 +308,19 @@ async fn metrics_loop(
         let lag = tokio::task::spawn_blocking(move || consumer::consumer_lag(&*c))
             .await
             .unwrap_or_default();
+        // What the broker reports committed is the acknowledgement the commit callback
+        // cannot give (rust-rdkafka issue 856): no resend of what already landed.
+        consumer
+            .context()
+            .partitions
+            .acknowledged_by_broker(&lag.committed);
         let stalled = health.stalled().len();
         previous = metrics.emit(
             &config.metrics_namespace,
             &config.service_name,
             &config.topic,
             previous,
-            &lag,
+            &lag.lag,
             stalled,
         );
     }

@@ -1,4 +1,6 @@
 //! `kafka-to-mongo`: runs until SIGTERM or SIGINT, then shuts down gracefully and exits 0.
+//! `kafka-to-mongo healthcheck`: exits 0 when the running writer's `/healthz` answers 2xx
+//! (the container health check: the image has no shell and no curl).
 
 use std::process::ExitCode;
 
@@ -6,6 +8,12 @@ use clap::Parser;
 use kafka_to_mongo::Config;
 
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "healthcheck")
+    {
+        return healthcheck();
+    }
     let config = Config::parse();
     bridge_common::logging::init_json();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -23,6 +31,20 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "kafka-to-mongo failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn healthcheck() -> ExitCode {
+    let env = |name| std::env::var(name).ok();
+    let probe =
+        kafka_to_mongo::probe::target(env("HEALTH_PORT").as_deref(), env("HEALTH_BIND").as_deref())
+            .and_then(kafka_to_mongo::probe::check);
+    match probe {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kafka-to-mongo healthcheck: {e}");
             ExitCode::FAILURE
         }
     }

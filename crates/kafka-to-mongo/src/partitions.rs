@@ -92,8 +92,6 @@ pub struct Partitions {
     /// Cancelled workers that had not ended when last checked: their partitions are
     /// not split again until they have.
     lingering: Mutex<HashMap<i32, Receiver<()>>>,
-    /// Partitions of the final (shutdown) commit not yet acknowledged.
-    final_pending: std::sync::atomic::AtomicUsize,
 }
 
 /// How the offsets of released partitions are committed.
@@ -101,8 +99,8 @@ pub struct Partitions {
 pub enum FinalCommit {
     /// Inside a rebalance: before librdkafka takes the partitions away.
     Sync,
-    /// At shutdown: sent, then awaited with a deadline ([`Partitions::final_pending`]),
-    /// so a broker that is gone cannot hold the exit.
+    /// At shutdown: sent, then confirmed with the broker within a deadline (the caller
+    /// gets the offsets sent), so a broker that is gone cannot hold the exit.
     Async,
     /// The assignment is lost: another member may own the partitions already.
     Skip,
@@ -122,7 +120,6 @@ impl Partitions {
             runtime,
             slots: Mutex::new(HashMap::new()),
             lingering: Mutex::new(HashMap::new()),
-            final_pending: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -249,11 +246,7 @@ impl Partitions {
         let mut slots = self.lock();
         for e in offsets.elements_for_topic(&self.topic) {
             let Some(slot) = slots.get_mut(&e.partition()) else {
-                // A released partition's final commit answered (acknowledged or not).
-                let _ = self
-                    .final_pending
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-                continue;
+                continue; // released meanwhile
             };
             let Some(offset) = e.offset().to_raw() else {
                 continue;
@@ -282,7 +275,7 @@ impl Partitions {
         partitions: Option<&[i32]>,
         consumer: &impl Consumer<C>,
         commit: FinalCommit,
-    ) {
+    ) -> TopicPartitionList {
         let released: Vec<(i32, Slot)> = {
             let mut slots = self.lock();
             let keys: Vec<i32> = match partitions {
@@ -298,7 +291,7 @@ impl Partitions {
                 .collect()
         };
         if released.is_empty() {
-            return;
+            return TopicPartitionList::new();
         }
         for (_, slot) in &released {
             slot.stop.stop();
@@ -333,15 +326,14 @@ impl Partitions {
         }
         if commit == FinalCommit::Skip {
             tracing::warn!(offsets = ?tpl, "assignment lost: durable offsets not committed here; they will be redelivered (and deduplicated)");
-            return;
+            return TopicPartitionList::new();
         }
         if commit == FinalCommit::Async && tpl.count() > 0 {
-            self.final_pending.store(tpl.count(), Ordering::SeqCst);
             if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                self.final_pending.store(0, Ordering::SeqCst);
                 tracing::warn!(error = %e, "final commit not sent; those messages will be redelivered (and deduplicated)");
+                return TopicPartitionList::new();
             }
-            return;
+            return tpl;
         }
         if tpl.count() > 0 {
             match consumer.commit(&tpl, CommitMode::Sync) {
@@ -354,13 +346,21 @@ impl Partitions {
                 }
             }
         }
+        TopicPartitionList::new()
     }
 }
 
 impl Partitions {
-    /// Whether the final commit still waits for the broker's answer.
-    pub fn final_pending(&self) -> bool {
-        self.final_pending.load(Ordering::SeqCst) > 0
+    /// Offsets the broker reports as committed (from OffsetFetch): an acknowledgement
+    /// that does not depend on the commit callback, which rust-rdkafka 0.39 never calls
+    /// for an async commit (rust-rdkafka issue 856).
+    pub fn acknowledged_by_broker(&self, committed: &[(i32, i64)]) {
+        let mut slots = self.lock();
+        for (partition, offset) in committed {
+            if let Some(slot) = slots.get_mut(partition) {
+                slot.commit.acknowledged(*offset);
+            }
+        }
     }
 }
 
@@ -395,7 +395,7 @@ impl<C: ConsumerContext + 'static> PartitionControl for Control<C> {
 
 /// Waiting inside a rebalance callback blocks the thread polling the consumer; let
 /// tokio move other tasks (the workers being waited for) off it first.
-fn block<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn block<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),

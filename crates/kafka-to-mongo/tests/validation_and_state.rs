@@ -118,6 +118,86 @@ async fn device_state_is_the_newest_with_an_exact_count_under_out_of_order_and_d
     common::drop_db(&s).await;
 }
 
+/// Seqs above i64::MAX are stored as Decimal128 (BSON has no u64), which MongoDB compares
+/// with Int64 and with each other by value. As decimal strings they compared as text:
+/// "9223372036854775808" > "18446744073709551615", so `$max` went back to an older seq.
+#[tokio::test(flavor = "multi_thread")]
+async fn last_seq_follows_the_numeric_order_beyond_i64_max() {
+    let s = Setup::on_stack().await;
+    let writer = s.writer("w");
+    writer.wait_ready().await;
+    let ts = 1_767_225_600_000i64;
+    let i64_max = i64::MAX as u64;
+    let ten_pow_19 = 10_000_000_000_000_000_000u64;
+    let msg = |seq: u64| reading("big-1", Some(seq), ts);
+    // The largest first, each round its own batch, so `$max` compares the stored `last`
+    // with every smaller one.
+    let rounds = [vec![u64::MAX], vec![ten_pow_19], vec![i64_max + 1, i64_max]];
+    let mut stored = 0;
+    for round in &rounds {
+        let msgs: Vec<_> = round.iter().copied().map(msg).collect();
+        s.produce(&msgs).await;
+        stored += msgs.len() as u64;
+        s.settled(stored, Duration::from_secs(60)).await;
+        let devices = s.devices().await;
+        let d = &devices["big-1"];
+        assert_eq!(d.get_i64("count").unwrap(), stored as i64);
+        let last = d.get_document("last").unwrap();
+        match last.get("seq") {
+            Some(bson::Bson::Decimal128(seq)) => assert_eq!(
+                seq.to_string(),
+                u64::MAX.to_string(),
+                "after seqs {round:?}: last.seq must stay the largest"
+            ),
+            other => panic!("after seqs {round:?}: last.seq {other:?}, not a Decimal128"),
+        }
+        assert_eq!(
+            last.get_str("key").unwrap(),
+            format!("big-1#seq:{}", u64::MAX)
+        );
+        assert_eq!(last.get_datetime("ts").unwrap().timestamp_millis(), ts);
+    }
+
+    // Every telemetry document keeps its exact seq: Int64 up to i64::MAX, Decimal128 above.
+    let db = s.db().await;
+    let telemetry = db.collection::<Document>("telemetry");
+    for seq in [u64::MAX, ten_pow_19, i64_max + 1, i64_max] {
+        let id = format!("big-1#seq:{seq}");
+        let stored = telemetry
+            .find_one(doc! {"_id": &id})
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id} not stored"));
+        match (stored.get("seq"), i64::try_from(seq)) {
+            (Some(bson::Bson::Int64(v)), Ok(expected)) => assert_eq!(*v, expected, "{id}"),
+            (Some(bson::Bson::Decimal128(d)), Err(_)) => {
+                assert_eq!(d.to_string(), seq.to_string(), "{id}");
+            }
+            (other, _) => panic!("{id}: seq stored as {other:?}"),
+        }
+    }
+    // The server agrees that the seqs are numbers in numeric order.
+    let newest = telemetry
+        .find_one(doc! {"deviceId": "big-1"})
+        .sort(doc! {"seq": -1})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        newest.get_str("_id").unwrap(),
+        format!("big-1#seq:{}", u64::MAX)
+    );
+    assert_eq!(
+        telemetry
+            .count_documents(doc! {"deviceId": "big-1", "seq": {"$gt": i64::MAX}})
+            .await
+            .unwrap(),
+        3,
+        "the Decimal128 seqs compare above the Int64 i64::MAX"
+    );
+    common::drop_db(&s).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_document_mongodb_refuses_is_dead_lettered_and_the_rest_are_stored() {
     let s = Setup::on_stack().await;

@@ -1,7 +1,6 @@
 //! SASL_SSL with SCRAM against a TLS-enabled private broker: the code path Confluent
 //! Cloud uses (there with PLAIN, which the local broker does not offer; the mechanism is config).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::SqsEvent;
@@ -11,74 +10,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use sqs_to_kafka::batch::Kind;
 use sqs_to_kafka::{Bridge, Config, Outcome};
-use testkit::StackEnv;
 use testkit::process::{Server, TempDir};
-
-const USER: &str = "bridge";
-const PASSWORD: &str = "s3cret-scram-password";
-
-/// A broker that only accepts TLS and SCRAM-SHA-512, with the user `bridge`.
-fn secure_broker(dir: &TempDir) -> (Server, String) {
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(
-        ok.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-
-    let mut broker = Server::nisshi(dir.path());
-    broker.start();
-    let created = Command::new(StackEnv::get().var("IOT_BRIDGE_NISSHI_BIN"))
-        .args([
-            "user",
-            "create",
-            "--broker",
-            &format!("tcp://{}", broker.address()),
-            "--mechanism",
-            "scram512",
-        ])
-        .args([USER, PASSWORD])
-        .output()
-        .expect("nisshi user create");
-    assert!(
-        created.status.success(),
-        "user create: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    broker.stop();
-    broker.args.extend([
-        "--authentication".into(),
-        "--cert".into(),
-        cert.display().to_string(),
-    ]);
-    broker
-        .args
-        .extend(["--key".into(), key.display().to_string()]);
-    broker.start();
-    (broker, cert.display().to_string())
-}
+use testkit::secure::{PASSWORD, SecureBroker, USER};
 
 fn config(broker: &Server, ca: &str, password: &str, extra: &[&str]) -> Config {
     let addr = broker.address();
@@ -108,7 +41,8 @@ fn config(broker: &Server, ca: &str, password: &str, extra: &[&str]) -> Config {
 #[tokio::test]
 async fn sasl_ssl_scram_produces_and_a_wrong_password_says_so() {
     let dir = TempDir::new("sasl");
-    let (broker, ca) = secure_broker(&dir);
+    let secure = SecureBroker::start(&dir);
+    let (broker, ca) = (&secure.server, secure.ca.display().to_string());
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", broker.address())
         .set("security.protocol", "SASL_SSL")
@@ -134,7 +68,7 @@ async fn sasl_ssl_scram_produces_and_a_wrong_password_says_so() {
         serde_json::from_str::<SqsEvent>(include_str!("../../../events/sqs/mixed-batch.json"))
             .unwrap()
             .records;
-    let bridge = Bridge::connect(config(&broker, &ca, PASSWORD, &[]))
+    let bridge = Bridge::connect(config(broker, &ca, PASSWORD, &[]))
         .await
         .expect("no local mode needed for SASL_SSL");
     let report = bridge
@@ -154,7 +88,7 @@ async fn sasl_ssl_scram_produces_and_a_wrong_password_says_so() {
     );
 
     let wrong = Bridge::connect(config(
-        &broker,
+        broker,
         &ca,
         "not-the-password",
         &["--message-timeout-ms", "4000"],

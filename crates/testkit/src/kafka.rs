@@ -188,8 +188,19 @@ pub async fn produce_telemetry_to(
     partition: Option<i32>,
     payloads: &[serde_json::Map<String, serde_json::Value>],
 ) {
-    let producer: FutureProducer = config()
-        .set("bootstrap.servers", bootstrap)
+    let mut c = config();
+    c.set("bootstrap.servers", bootstrap);
+    produce_telemetry_via(c, topic, partition, payloads).await;
+}
+
+/// As [`produce_telemetry_to`], through a client built from `client` (a TLS broker, say).
+pub async fn produce_telemetry_via(
+    mut client: ClientConfig,
+    topic: &str,
+    partition: Option<i32>,
+    payloads: &[serde_json::Map<String, serde_json::Value>],
+) {
+    let producer: FutureProducer = client
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 pub mod fault_proxy;
 pub mod kafka;
 pub mod mongo;
+pub mod podman;
 pub mod process;
+pub mod secure;
 pub mod sqs;
 
 /// The variables `infra/local/stack` wrote to its environment file.

@@ -50,8 +50,8 @@ data "aws_iam_policy_document" "execution" {
     actions   = ["secretsmanager:GetSecretValue"]
     resources = local.secret_arns
   }
-  # Only through Secrets Manager: the secrets are the role's one use of the key (CloudWatch
-  # Logs encrypts the log group under the key policy, not this role).
+  # Only through Secrets Manager (CloudWatch Logs encrypts the log group under the key
+  # policy, not this role).
   statement {
     sid       = "DecryptItsSecrets"
     actions   = ["kms:Decrypt"]
@@ -68,19 +68,36 @@ data "aws_iam_policy_document" "execution" {
     resources = ["${aws_cloudwatch_log_group.this.arn}:*"]
   }
   dynamic "statement" {
-    for_each = var.ecr_repository_arn == "" ? [] : [1]
+    for_each = length(var.ecr_repository_arns) == 0 ? [] : [1]
     content {
       sid       = "PullItsImage"
       actions   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
-      resources = [var.ecr_repository_arn]
+      resources = var.ecr_repository_arns
     }
   }
   dynamic "statement" {
-    for_each = var.ecr_repository_arn == "" ? [] : [1]
+    for_each = length(var.ecr_repository_arns) == 0 ? [] : [1]
     content {
       sid       = "EcrLogin"
       actions   = ["ecr:GetAuthorizationToken"]
       resources = ["*"] # GetAuthorizationToken has no resource-level permissions.
+    }
+  }
+  # With ecr_images_use_kms_key the images are encrypted with the key. AWS documents that
+  # ECR decrypts layers under the grant it takes when the repository is created, so a pull
+  # should not need this; it stays, usable only through ECR (kms:ViaService), so that a
+  # pull cannot fail on the key.
+  dynamic "statement" {
+    for_each = var.ecr_images_use_kms_key ? [1] : []
+    content {
+      sid       = "DecryptItsImage"
+      actions   = ["kms:Decrypt"]
+      resources = [var.kms_key_arn]
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["ecr.${data.aws_region.current.name}.amazonaws.com"]
+      }
     }
   }
 }
@@ -121,12 +138,23 @@ resource "aws_ecs_task_definition" "this" {
     cpu_architecture        = var.architecture == "arm64" ? "ARM64" : "X86_64"
   }
 
+  lifecycle {
+    # A precondition, not a variable validation: it is checked only when the task
+    # definition is planned, so neither the registry phase (-target=module.writer_registry)
+    # nor a destroy needs the tag.
+    precondition {
+      condition     = var.image != null
+      error_message = "No writer image: pass -var writer_image_tag=<crate version>-<git short sha> (the tag `make image-push` pushed to writer_repository_url), or set writer_image. Only the registry phase (-target=module.writer_registry) runs without one."
+    }
+  }
+
   container_definitions = jsonencode([{
     name                   = var.service_name
     image                  = var.image
     essential              = true
     readonlyRootFilesystem = true
-    stopTimeout            = 30 # the writer's SHUTDOWN_GRACE_MS is 20 s
+    user                   = "65534:65534" # the image's own user; nothing in the container is writable
+    stopTimeout            = 30            # the writer's SHUTDOWN_GRACE_MS is 20 s
     portMappings           = [{ containerPort = 8080, protocol = "tcp" }]
     environment            = [for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }]
     secrets = [
@@ -134,8 +162,10 @@ resource "aws_ecs_task_definition" "this" {
       { name = "KAFKA_SASL_PASSWORD", valueFrom = "${var.kafka_secret_arn}:password::" },
       { name = "MONGODB_URI", valueFrom = var.mongodb_secret_arn },
     ]
+    # Exec form: the image has no shell and no curl. The subcommand asks
+    # http://127.0.0.1:$HEALTH_PORT/healthz and exits non-zero unless it answers 2xx.
     healthCheck = {
-      command     = ["CMD-SHELL", "curl -f http://localhost:8080/healthz || exit 1"]
+      command     = ["CMD", "/kafka-to-mongo", "healthcheck"]
       interval    = 30
       timeout     = 5
       retries     = 3

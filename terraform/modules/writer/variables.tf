@@ -9,13 +9,18 @@ variable "service_name" {
 }
 
 variable "image" {
-  description = "Container image of kafka-to-mongo."
+  description = "Container image of kafka-to-mongo (its /kafka-to-mongo has the healthcheck subcommand); null fails the plan with how to give one."
   type        = string
 }
 
-variable "ecr_repository_arn" {
-  description = "ECR repository of the image, to grant pulls from; empty if not ECR."
-  type        = string
+variable "ecr_repository_arns" {
+  description = "ECR repositories the image is pulled from, to grant pulls on; empty if not ECR."
+  type        = list(string)
+}
+
+variable "ecr_images_use_kms_key" {
+  description = "Whether the images in ecr_repository_arns are encrypted with kms_key_arn (lets the execution role decrypt with it through ECR)."
+  type        = bool
 }
 
 variable "architecture" {
