@@ -4,6 +4,7 @@ SHELL := /bin/bash
 STACK := infra/local/stack
 
 .PHONY: test demo unit chaos image image-amd64 image-arm64-check image-tag image-push compose-check moto-check lambda lambda-invoke-check terraform-check bench-lambda bench-writer bench-e2e stack-up stack-down stack-status fixtures lint
+.PHONY: fuzz
 
 ## The README's first command: the whole pipeline end to end on the local stack, with exact counts.
 demo:
@@ -109,3 +110,9 @@ fixtures:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+## The fuzz targets (fuzz/README.md): each target's regressions, then FUZZ_SECONDS (default 60) of libFuzzer
+## on one core; one summary line per target; fails on any crash or broken invariant. cargo-fuzz is
+## installed (cached) by infra/local/fuzz-tools; the nightly toolchain builds the targets.
+fuzz:
+	FUZZ_STRICT=$(or $(FUZZ_STRICT),0) infra/local/fuzz-tools run $(or $(FUZZ_SECONDS),60)
