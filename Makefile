@@ -16,6 +16,7 @@ test: stack-up
 	infra/local/moto-fast-check
 	$(MAKE) image-amd64
 	cargo test --workspace --locked --no-fail-fast
+	$(MAKE) fuzz FUZZ_SECONDS=20
 	$(MAKE) lambda lambda-invoke-check terraform-check compose-check
 
 ## The moto launcher changes only speed: stock and patched SQS transcripts must be identical.

@@ -18,7 +18,10 @@ use serde_json::{Map, Value};
 
 use crate::error::{Rejection, Unparseable};
 use crate::key::idempotency_key;
-use crate::parse::{MAX_BODY_BYTES, MAX_PARSE_DEPTH, ParsedBody, parse_body, parse_within};
+use crate::parse::{
+    MAX_BODY_BYTES, MAX_NON_FINITE_PATHS, MAX_PARSE_DEPTH, ParsedBody, bounded_pointer, parse_body,
+    parse_within,
+};
 use crate::validate::{FIELD_MQTT_TOPIC, FIELD_RECEIVED_AT, check_device_id};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -195,10 +198,15 @@ pub fn decode_value(value: &[u8]) -> Result<Envelope, Rejection> {
         let inner = parsed
             .non_finite
             .iter()
-            .filter_map(|p| p.strip_prefix("/body"))
+            .filter_map(|p| p.strip_prefix("/body").filter(|rest| rest.starts_with('/')))
             .map(str::to_owned);
         envelope.non_finite_paths.extend(inner);
+        envelope.non_finite_paths.truncate(MAX_NON_FINITE_PATHS);
         return Ok(envelope);
+    }
+    // The envelope's extra level is not a bare body's: it gets the first hop's depth limit.
+    if depth(&parsed.object) > MAX_PARSE_DEPTH {
+        return Err(Unparseable::TooDeep(MAX_PARSE_DEPTH).into());
     }
     if parsed.bytes > MAX_BODY_BYTES {
         return Err(Rejection::invalid(
@@ -220,6 +228,18 @@ pub fn decode_value(value: &[u8]) -> Result<Envelope, Rejection> {
         non_finite_paths: parsed.non_finite,
         body: parsed.object,
     })
+}
+
+/// Nesting levels of an object, itself included.
+fn depth(object: &Map<String, Value>) -> usize {
+    fn of(v: &Value) -> usize {
+        match v {
+            Value::Object(m) => 1 + m.values().map(of).max().unwrap_or(0),
+            Value::Array(a) => 1 + a.iter().map(of).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    1 + object.values().map(of).max().unwrap_or(0)
 }
 
 /// Moves the envelope's fields out of the parsed map. `serde_json::from_value` would
@@ -247,7 +267,13 @@ fn envelope_from(mut object: Map<String, Value>) -> Result<Envelope, Unparseable
         Some(Value::Array(items)) => items
             .into_iter()
             .map(|v| string(v, "nonFinitePaths[]"))
-            .collect::<Result<_, _>>()?,
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            // Only JSON Pointers, bounded: a producer's list is not trusted further.
+            .filter(|p| p.starts_with('/'))
+            .take(MAX_NON_FINITE_PATHS)
+            .map(|p| bounded_pointer(&p))
+            .collect(),
         Some(_) => return Err(wrong("nonFinitePaths", "an array of strings")),
     };
     let body = match take("body") {
