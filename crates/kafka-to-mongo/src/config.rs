@@ -42,6 +42,35 @@ pub struct Config {
     pub collection: String,
     #[arg(long, env = "MONGODB_DEVICES_COLLECTION", default_value = "devices")]
     pub devices_collection: String,
+    /// `regular`: one document per message, stored with its device state in one
+    /// transaction, a duplicate caught by the unique `_id`. `timeseries`: a MongoDB
+    /// time-series collection (far less storage and index), exactly once by the
+    /// writer's own check (README "Which collection type"). The writer refuses to
+    /// start when the existing collection is of the other type.
+    #[arg(long, env = "MONGODB_COLLECTION_TYPE", value_enum, default_value_t = CollectionType::Regular)]
+    pub collection_type: CollectionType,
+    /// Time-series bucketing by granularity (MongoDB's default span for it). Not
+    /// with TIMESERIES_BUCKET_SPAN_S; neither set means `seconds`.
+    #[arg(
+        long,
+        env = "TIMESERIES_GRANULARITY",
+        value_enum,
+        conflicts_with = "bucket_span_s"
+    )]
+    pub granularity: Option<Granularity>,
+    /// Time-series bucketing by span: bucketMaxSpanSeconds and bucketRoundingSeconds
+    /// (1 to 31,536,000).
+    #[arg(long, env = "TIMESERIES_BUCKET_SPAN_S",
+          value_parser = clap::value_parser!(u32).range(1..=31_536_000))]
+    pub bucket_span_s: Option<u32>,
+    /// Time-series mode: one document per partition (owner epoch, last applied
+    /// offset), written in the device-state transaction.
+    #[arg(
+        long,
+        env = "MONGODB_PARTITIONS_COLLECTION",
+        default_value = "writer_partitions"
+    )]
+    pub partitions_collection: String,
     /// Days to keep telemetry documents (a TTL index on ts); unset keeps them forever.
     #[arg(long, env = "RETENTION_DAYS")]
     pub retention_days: Option<u32>,
@@ -82,6 +111,12 @@ pub struct Config {
     /// 1,000 msg/s from about 630 to 371-467 ms (BENCHMARKS.md).
     #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = 100)]
     pub fetch_wait_max_ms: u32,
+    /// How often the writer refreshes the topic's metadata (librdkafka
+    /// topic.metadata.refresh.interval.ms): partitions added to the topic are
+    /// consumed within about this long. librdkafka's default is 5 minutes.
+    #[arg(long, env = "KAFKA_METADATA_REFRESH_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u32).range(1_000..))]
+    pub metadata_refresh_ms: u32,
     /// Longest wait between retries of a failing write (exponential backoff with jitter, no total cap).
     #[arg(long, env = "RETRY_MAX_BACKOFF_MS", default_value_t = 30_000)]
     pub retry_max_backoff_ms: u64,
@@ -121,7 +156,37 @@ pub struct Config {
     pub service_name: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CollectionType {
+    Regular,
+    Timeseries,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Granularity {
+    Seconds,
+    Minutes,
+    Hours,
+}
+
+impl Granularity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Seconds => "seconds",
+            Granularity::Minutes => "minutes",
+            Granularity::Hours => "hours",
+        }
+    }
+}
+
 impl Config {
+    pub fn layout(&self) -> telemetry::document::Layout {
+        match self.collection_type {
+            CollectionType::Regular => telemetry::document::Layout::Regular,
+            CollectionType::Timeseries => telemetry::document::Layout::TimeSeries,
+        }
+    }
+
     pub fn grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
     }

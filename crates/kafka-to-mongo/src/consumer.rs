@@ -97,6 +97,10 @@ pub fn consumer_config(config: &Config, mut c: ClientConfig) -> ClientConfig {
         // 1 s default idles a worker that has just caught up.
         .set("fetch.queue.backoff.ms", "20")
         .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
+        .set(
+            "topic.metadata.refresh.interval.ms",
+            config.metadata_refresh_ms.to_string(),
+        )
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         .set(
             "heartbeat.interval.ms",

@@ -55,6 +55,16 @@ pub enum StoreError {
     Refused { op: &'static str, cause: Cause },
     #[error("MongoDB configuration: {0}")]
     Config(String),
+    /// Another writer claimed the partition (a newer lease epoch): this one lost it
+    /// to a rebalance while paused or cut off, and must not write for it again.
+    #[error(
+        "partition {partition} fenced: this writer holds epoch {epoch}, the lease holds {current:?}"
+    )]
+    Fenced {
+        partition: i32,
+        epoch: i64,
+        current: Option<i64>,
+    },
 }
 
 /// What the driver said, kept typed: the server code and labels when there are
@@ -84,7 +94,8 @@ impl Classify for StoreError {
             | StoreError::TooSlow { .. }
             | StoreError::DeviceRefused { .. }
             | StoreError::Refused { .. }
-            | StoreError::Config(_) => Retry::Permanent,
+            | StoreError::Config(_)
+            | StoreError::Fenced { .. } => Retry::Permanent,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod partitions;
 pub mod probe;
 pub mod stop;
 pub mod store;
+pub mod timeseries;
 pub mod triage;
 pub mod worker;
 
@@ -41,6 +42,8 @@ use health::Health;
 use metrics::Metrics;
 use partitions::Partitions;
 use store::Store;
+use timeseries::TimeSeries;
+use timeseries::spec::Bucketing;
 use worker::Deps;
 
 #[derive(Debug, thiserror::Error)]
@@ -129,10 +132,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     )
     .await?
     .with_timeout(Duration::from_millis(config.mongodb_timeout_ms));
+    let timeseries = (config.collection_type == config::CollectionType::Timeseries).then(|| {
+        TimeSeries::new(
+            store.clone(),
+            &config.collection,
+            &config.partitions_collection,
+            &config.topic,
+        )
+    });
     tokio::select! {
         biased;
         () = &mut shutdown => return Ok(()),
-        r = set_up(&store, &config) => r?,
+        r = set_up(&store, timeseries.as_ref(), &config) => r?,
     }
 
     let dlq = DeadLetters::new(
@@ -146,6 +157,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         in_flight_kib: tokio::sync::Semaphore::new(config.in_flight_kib()),
         config: Arc::clone(&config),
         store,
+        timeseries,
         dlq,
         metrics: Arc::clone(&metrics),
         health: Arc::clone(&health),
@@ -208,12 +220,28 @@ async fn serve_health(config: &Config, health: Arc<Health>) -> Result<String, Wr
 /// Indexes, TTL and the device-state migration, retried while MongoDB is
 /// unavailable (a writer started during an outage waits, not ready, instead of
 /// exiting); a permanent error ends start-up.
-async fn set_up(store: &Store, config: &Config) -> Result<(), StoreError> {
+async fn set_up(
+    store: &Store,
+    timeseries: Option<&TimeSeries>,
+    config: &Config,
+) -> Result<(), StoreError> {
     let max = Duration::from_millis(config.retry_max_backoff_ms);
     let mut delays = worker::backoff(Duration::from_millis(200), max);
     loop {
         let attempt = async {
-            store.ensure_indexes(config.retention_days).await?;
+            let bucketing = Bucketing::from_config(config.granularity, config.bucket_span_s);
+            match timeseries {
+                None => {
+                    let kind = config::CollectionType::Regular;
+                    timeseries::check_type(store, kind, &config.collection, bucketing, None)
+                        .await?;
+                    store.ensure_indexes(config.retention_days).await?;
+                }
+                Some(ts) => {
+                    store.ensure_devices().await?;
+                    ts.ensure(bucketing, config.retention_days).await?;
+                }
+            }
             store.migrate_device_state().await
         };
         match attempt.await {

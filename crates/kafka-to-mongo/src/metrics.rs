@@ -23,6 +23,8 @@ pub struct Metrics {
     pub device_state_refused: AtomicU64,
     /// Offsets skipped after a consumption error, dead-lettered as ranges.
     pub unreadable_offsets: AtomicU64,
+    /// Time-series mode: a worker found its partition claimed by another writer.
+    pub partitions_fenced: AtomicU64,
     batch_latency_ms: Mutex<Vec<f64>>,
 }
 
@@ -39,11 +41,12 @@ pub struct Totals {
     pub batch_splits: u64,
     pub device_state_refused: u64,
     pub unreadable_offsets: u64,
+    pub partitions_fenced: u64,
 }
 
 impl Totals {
     /// Each counter's EMF name and its change since `previous`.
-    fn since(&self, previous: &Totals) -> [(&'static str, u64); 10] {
+    fn since(&self, previous: &Totals) -> [(&'static str, u64); 11] {
         let d = |now: u64, before: u64| now.saturating_sub(before);
         let p = previous;
         [
@@ -65,6 +68,10 @@ impl Totals {
             (
                 "UnreadableOffsets",
                 d(self.unreadable_offsets, p.unreadable_offsets),
+            ),
+            (
+                "PartitionsFenced",
+                d(self.partitions_fenced, p.partitions_fenced),
             ),
         ]
     }
@@ -94,6 +101,7 @@ impl Metrics {
             batch_splits: self.batch_splits.load(Ordering::Relaxed),
             device_state_refused: self.device_state_refused.load(Ordering::Relaxed),
             unreadable_offsets: self.unreadable_offsets.load(Ordering::Relaxed),
+            partitions_fenced: self.partitions_fenced.load(Ordering::Relaxed),
         }
     }
 

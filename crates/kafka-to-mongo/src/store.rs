@@ -104,17 +104,7 @@ impl Store {
     /// transactions, it makes every one but the first fail with WriteConflict.
     pub async fn ensure_indexes(&self, retention_days: Option<u32>) -> Result<(), StoreError> {
         let t = self.timeout;
-        match deadline(
-            "create",
-            t,
-            self.devices_db.create_collection(&self.devices_name),
-        )
-        .await
-        {
-            Err(StoreError::Unavailable { cause, .. } | StoreError::Refused { cause, .. })
-                if cause.code == Some(NAMESPACE_EXISTS) => {}
-            other => other?,
-        }
+        self.ensure_devices().await?;
         let by_device = IndexModel::builder()
             .keys(doc! {"deviceId": 1, "ts": -1})
             .options(
@@ -142,6 +132,16 @@ impl Store {
                 );
                 Ok(())
             }
+        }
+    }
+
+    /// Creates the devices collection (both modes): created implicitly inside
+    /// concurrent transactions, it makes every one but the first fail with WriteConflict.
+    pub async fn ensure_devices(&self) -> Result<(), StoreError> {
+        let create = self.devices_db.create_collection(&self.devices_name);
+        match deadline("create", self.timeout, create).await {
+            Err(e) if code(&e) == Some(NAMESPACE_EXISTS) => Ok(()),
+            other => other,
         }
     }
 
@@ -292,12 +292,7 @@ impl Store {
     /// whether it was aborted because some document already exists.
     async fn commit(&self, fresh: &[(usize, &Prepared)]) -> Result<bool, StoreError> {
         let t = self.timeout;
-        let mut session = deadline("startSession", t, self.client.start_session()).await?;
-        session
-            .start_transaction()
-            .write_concern(self.write_concern())
-            .await
-            .map_err(|e| classify("startTransaction", e))?;
+        let mut session = self.transaction().await?;
         let result = async {
             let insert = self
                 .telemetry
@@ -316,23 +311,8 @@ impl Store {
                 },
                 Ok(Ok(_)) => {}
             }
-            let deltas = devices::deltas(fresh.iter().map(|(_, p)| *p));
-            let now = Utc::now();
-            // All device deltas in as few `update` commands as fit: one round trip per
-            // batch instead of two per device (BENCHMARKS.md), never over 16 MiB.
-            for chunk in devices::chunks(&deltas, now, MAX_UPDATE_COMMAND_BYTES) {
-                let command = rawdoc! {
-                    "update": self.devices_name.as_str(),
-                    "updates": chunk.statements,
-                    "ordered": true,
-                };
-                let run = self
-                    .devices_db
-                    .run_raw_command(command)
-                    .session(&mut session);
-                let reply = deadline("update", t, run).await?;
-                check_write_errors(&reply, &deltas[chunk.first..])?;
-            }
+            self.apply_devices(&mut session, fresh.iter().map(|(_, p)| *p))
+                .await?;
             deadline("commitTransaction", t, session.commit_transaction()).await?;
             Ok(false)
         }
@@ -345,14 +325,65 @@ impl Store {
     }
 }
 
-fn code(e: &StoreError) -> Option<i32> {
+impl Store {
+    pub(crate) fn database(&self) -> &Database {
+        &self.devices_db
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub(crate) fn majority(&self) -> WriteConcern {
+        self.write_concern()
+    }
+
+    /// Opens a session and starts a majority-committed transaction in it.
+    pub(crate) async fn transaction(&self) -> Result<mongodb::ClientSession, StoreError> {
+        let mut session =
+            deadline("startSession", self.timeout, self.client.start_session()).await?;
+        session
+            .start_transaction()
+            .write_concern(self.write_concern())
+            .await
+            .map_err(|e| classify("startTransaction", e))?;
+        Ok(session)
+    }
+
+    /// The device-state changes of `items`, inside the session's transaction: all
+    /// device deltas in as few `update` commands as fit, one round trip per batch
+    /// instead of two per device (BENCHMARKS.md), never over 16 MiB.
+    pub(crate) async fn apply_devices<'a>(
+        &self,
+        session: &mut mongodb::ClientSession,
+        items: impl IntoIterator<Item = &'a Prepared>,
+    ) -> Result<(), StoreError> {
+        let deltas = devices::deltas(items);
+        for chunk in devices::chunks(&deltas, Utc::now(), MAX_UPDATE_COMMAND_BYTES) {
+            let command = rawdoc! {
+                "update": self.devices_name.as_str(),
+                "updates": chunk.statements,
+                "ordered": true,
+            };
+            let run = self
+                .devices_db
+                .run_raw_command(command)
+                .session(&mut *session);
+            let reply = deadline("update", self.timeout, run).await?;
+            check_write_errors(&reply, &deltas[chunk.first..])?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn code(e: &StoreError) -> Option<i32> {
     match e {
         StoreError::Unavailable { cause, .. } | StoreError::Refused { cause, .. } => cause.code,
         _ => None,
     }
 }
 
-enum InsertFailure {
+pub(crate) enum InsertFailure {
     /// Only duplicate keys: the documents are already stored.
     Duplicate,
     Store(StoreError),
@@ -360,7 +391,10 @@ enum InsertFailure {
 
 /// A per-document refusal names its document (by index into the batch); only
 /// duplicate keys mean "already stored"; anything else is classified by code.
-fn classify_insert(e: mongodb::error::Error, fresh: &[(usize, &Prepared)]) -> InsertFailure {
+pub(crate) fn classify_insert(
+    e: mongodb::error::Error,
+    fresh: &[(usize, &Prepared)],
+) -> InsertFailure {
     if let ErrorKind::InsertMany(ref many) = *e.kind
         && let Some(errors) = many.write_errors.as_ref().filter(|w| !w.is_empty())
     {

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use telemetry::document::Prepared;
+use telemetry::document::{Layout, Prepared};
 use telemetry::{Rejection, Unparseable};
 
 /// One batch, sorted out. Indexes point into the batch the payloads came from.
@@ -22,6 +22,7 @@ pub struct Triage {
 pub fn triage<'a>(
     payloads: impl IntoIterator<Item = Option<&'a [u8]>>,
     now: DateTime<Utc>,
+    layout: Layout,
 ) -> Triage {
     let mut out = Triage::default();
     let mut seen = HashSet::new();
@@ -37,7 +38,7 @@ pub fn triage<'a>(
             }
             Ok((key, t)) => {
                 seen.insert(key.clone());
-                Prepared::new(key, &t, now).map_err(|v| Rejection::Invalid(vec![v]))
+                Prepared::new_in(layout, key, &t, now).map_err(|v| Rejection::Invalid(vec![v]))
             }
             Err(rejection) => Err(rejection),
         };
@@ -72,7 +73,7 @@ mod tests {
             Some(&a1[..]),
             Some(&b1[..]),
         ];
-        let t = triage(payloads, Utc::now());
+        let t = triage(payloads, Utc::now(), Layout::Regular);
         let stored: Vec<(usize, &str)> =
             t.store.iter().map(|(i, p)| (*i, p.key.as_str())).collect();
         assert_eq!(stored, [(0, "a#seq:1"), (4, "b#seq:1")]);

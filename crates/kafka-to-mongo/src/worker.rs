@@ -35,6 +35,8 @@ use crate::health::{Activity, Dependency, Health};
 use crate::metrics::Metrics;
 use crate::stop::StopSignal;
 use crate::store::Store;
+use crate::timeseries::plan::Provenance;
+use crate::timeseries::{self, Attempts, Lease, TimeSeries};
 use crate::triage::triage;
 
 /// What every worker shares.
@@ -45,6 +47,8 @@ pub struct Deps {
     pub in_flight_kib: Semaphore,
     pub config: Arc<Config>,
     pub store: Store,
+    /// Set in time-series mode: measurements go there, exactly once by its own check.
+    pub timeseries: Option<TimeSeries>,
     pub dlq: DeadLetters,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
@@ -146,13 +150,17 @@ pub struct Worker<C: ConsumerContext + 'static> {
 
 impl<C: ConsumerContext + 'static> Worker<C> {
     pub async fn run(self) {
+        let Ok(lease) = self.claim().await else {
+            self.activity.idle();
+            return;
+        };
         let mut reader = Reader::default();
         while let Some((batch, room)) = self.next_batch(&mut reader).await {
             let Some(last) = batch.last().map(|m| m.offset) else {
                 continue;
             };
             let unread = std::mem::take(&mut reader.unread);
-            match self.process(batch, unread, room).await {
+            match self.process(batch, unread, room, lease.as_ref()).await {
                 Ok(()) => self.durable.store(last + 1, Ordering::SeqCst),
                 Err(Abandoned) => {
                     tracing::warn!(
@@ -166,6 +174,25 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             self.activity.idle();
         }
         self.activity.idle();
+    }
+
+    /// In time-series mode, a new lease epoch for the partition before any batch:
+    /// from here on, a writer that held it before is fenced.
+    async fn claim(&self) -> Result<Option<Lease>, Abandoned> {
+        let Some(ts) = &self.deps.timeseries else {
+            return Ok(None);
+        };
+        match self
+            .retry(Dependency::MongoDb, || ts.claim(self.partition))
+            .await?
+        {
+            Ok(lease) => Ok(Some(lease)),
+            Err(e) => {
+                tracing::error!(partition = self.partition, error = %e, "cannot claim the partition; not consuming it");
+                self.deps.health.set_failing(Dependency::MongoDb, true);
+                Err(Abandoned)
+            }
+        }
     }
 
     /// Up to `batch_size` messages (and the byte budget), waiting at most `linger`
@@ -270,14 +297,30 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         batch: Vec<Fetched>,
         unread: Vec<Unreadable>,
         mut room: Room<'_>,
+        lease: Option<&Lease>,
     ) -> Result<(), Abandoned> {
         let started = Instant::now();
         let metrics = &self.deps.metrics;
         Metrics::add(&metrics.consumed, batch.len());
-        let sorted = triage(batch.iter().map(|m| m.payload.as_deref()), Utc::now());
+        let layout = self.deps.config.layout();
+        let mut sorted = triage(
+            batch.iter().map(|m| m.payload.as_deref()),
+            Utc::now(),
+            layout,
+        );
         Metrics::add(&metrics.duplicates, sorted.duplicates);
+        if let Some(lease) = lease {
+            for (i, p) in &mut sorted.store {
+                let from = Provenance {
+                    partition: self.partition,
+                    offset: batch[*i].offset,
+                    epoch: lease.owner.epoch,
+                };
+                timeseries::stamp(&mut p.doc, from);
+            }
+        }
         let mut rejected = sorted.rejected;
-        self.store(sorted.store, &mut rejected).await?;
+        self.store(sorted.store, &mut rejected, lease).await?;
 
         // What is stored needs no memory any more: keep only what still goes to the
         // dead-letter topic, so a batch held up there holds (almost) no room.
@@ -318,8 +361,10 @@ impl<C: ConsumerContext + 'static> Worker<C> {
         &self,
         items: Vec<(usize, Prepared)>,
         rejected: &mut Vec<(usize, Rejection)>,
+        lease: Option<&Lease>,
     ) -> Result<(), Abandoned> {
         let metrics = &self.deps.metrics;
+        let attempts = Attempts::default();
         let mut pending = vec![Chunk::from(items)];
         while let Some(mut chunk) = pending.pop() {
             if chunk.docs.is_empty() {
@@ -327,7 +372,11 @@ impl<C: ConsumerContext + 'static> Worker<C> {
             }
             let several = chunk.docs.len() > 1;
             let write = || async {
-                match self.deps.store.write(&chunk.docs).await {
+                let written = match (&self.deps.timeseries, lease) {
+                    (Some(ts), Some(lease)) => ts.write(&chunk.docs, lease, &attempts).await,
+                    _ => self.deps.store.write(&chunk.docs).await,
+                };
+                match written {
                     Err(StoreError::Timeout { op, after }) if several => {
                         // Still an unanswered call: counted and reported as one.
                         Metrics::add(&metrics.write_retries, 1);
@@ -362,11 +411,37 @@ impl<C: ConsumerContext + 'static> Worker<C> {
                     let reason = format!(
                         "MongoDB refused the device state of {device_id}: error {code}: {message}"
                     );
-                    for i in chunk.take_device(&device_id) {
+                    let theirs = chunk.take_device(&device_id);
+                    if let (Some(ts), Some(lease)) = (&self.deps.timeseries, lease) {
+                        // Inserted outside the transaction that failed: they must not
+                        // stay stored while their messages are dead-lettered.
+                        let docs: Vec<Prepared> = theirs.iter().map(|(_, p)| p.clone()).collect();
+                        let clean = || ts.clean_up(&docs, lease, &attempts);
+                        self.retry(Dependency::MongoDb, clean).await?.map_err(|e| {
+                            tracing::error!(partition = self.partition, error = %e, "could not remove a refused device's measurements");
+                            Abandoned
+                        })?;
+                    }
+                    for (i, _) in theirs {
                         rejected.push((i, Rejection::Refused(reason.clone())));
                     }
                     Metrics::add(&metrics.device_state_refused, 1);
                     pending.push(chunk);
+                }
+                Err(e @ StoreError::Fenced { .. }) => {
+                    Metrics::add(&metrics.partitions_fenced, 1);
+                    tracing::error!(partition = self.partition, error = %e, "another writer owns this partition now; removing what this batch inserted and stopping");
+                    if let (Some(ts), Some(lease)) = (&self.deps.timeseries, lease) {
+                        let clean = || ts.clean_up(&chunk.docs, lease, &attempts);
+                        if let Ok(Ok(deleted)) = self.retry(Dependency::MongoDb, clean).await {
+                            tracing::warn!(
+                                partition = self.partition,
+                                deleted,
+                                "fenced batch's measurements removed"
+                            );
+                        }
+                    }
+                    return Err(Abandoned);
                 }
                 Err(e) if chunk.docs.len() > 1 => {
                     // No single document named: halve until it is one message.
@@ -535,13 +610,13 @@ impl Chunk {
         }
     }
 
-    /// Removes the device's documents; returns their batch indexes.
-    fn take_device(&mut self, device_id: &str) -> Vec<usize> {
+    /// Removes the device's documents; returns them with their batch indexes.
+    fn take_device(&mut self, device_id: &str) -> Vec<(usize, Prepared)> {
         let mut taken = Vec::new();
         let mut i = 0;
         while i < self.docs.len() {
             if self.docs[i].device_id == device_id {
-                taken.push(self.remove(i));
+                taken.push((self.index.remove(i), self.docs.remove(i)));
             } else {
                 i += 1;
             }

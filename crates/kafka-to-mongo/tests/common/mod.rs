@@ -32,6 +32,10 @@ impl Setup {
     }
 
     pub async fn on(bootstrap: &str, mongo_uri: &str) -> Self {
+        Self::with_partitions(bootstrap, mongo_uri, 6).await
+    }
+
+    pub async fn with_partitions(bootstrap: &str, mongo_uri: &str, partitions: i32) -> Self {
         let s = Setup {
             bootstrap: bootstrap.to_owned(),
             mongo_uri: mongo_uri.to_owned(),
@@ -41,7 +45,7 @@ impl Setup {
             database: unique("iot").replace('-', "_"),
             dir: TempDir::new("writer"),
         };
-        kafka::create_topic_on(bootstrap, &s.topic, 6).await;
+        kafka::create_topic_on(bootstrap, &s.topic, partitions).await;
         kafka::create_topic_on(bootstrap, &s.dlq, 1).await;
         s
     }
@@ -171,6 +175,24 @@ impl Writer {
             health_port,
             stdout,
             log,
+        }
+    }
+
+    /// Waits for the process to exit (within `deadline`): its status.
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{} still running after {deadline:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
