@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bridge_common::Secret;
+pub use bridge_common::collection::{CollectionType, Granularity};
 use bridge_common::emf::DEFAULT_NAMESPACE;
 use bridge_common::kafka::KafkaArgs;
 use clap::Parser;
@@ -156,35 +157,9 @@ pub struct Config {
     pub service_name: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CollectionType {
-    Regular,
-    Timeseries,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Granularity {
-    Seconds,
-    Minutes,
-    Hours,
-}
-
-impl Granularity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Granularity::Seconds => "seconds",
-            Granularity::Minutes => "minutes",
-            Granularity::Hours => "hours",
-        }
-    }
-}
-
 impl Config {
     pub fn layout(&self) -> telemetry::document::Layout {
-        match self.collection_type {
-            CollectionType::Regular => telemetry::document::Layout::Regular,
-            CollectionType::Timeseries => telemetry::document::Layout::TimeSeries,
-        }
+        self.collection_type.layout()
     }
 
     pub fn grace(&self) -> Duration {

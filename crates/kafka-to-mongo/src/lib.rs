@@ -34,6 +34,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use telemetry::{Classify, Retry};
 
+use bridge_common::collection::Bucketing;
 pub use config::Config;
 use consumer::{Unsplit, WriterConsumer, WriterContext};
 use dead_letter::DeadLetters;
@@ -43,7 +44,6 @@ use metrics::Metrics;
 use partitions::Partitions;
 use store::Store;
 use timeseries::TimeSeries;
-use timeseries::spec::Bucketing;
 use worker::Deps;
 
 #[derive(Debug, thiserror::Error)]

@@ -8,12 +8,12 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bridge_common::collection::Bucketing;
 use common::{Setup, Writer, payloads};
 use futures::TryStreamExt as _;
 use kafka_to_mongo::error::StoreError;
 use kafka_to_mongo::store::Store;
 use kafka_to_mongo::timeseries::plan::Provenance;
-use kafka_to_mongo::timeseries::spec::Bucketing;
 use kafka_to_mongo::timeseries::{self, Attempts, Lease, TimeSeries};
 use mongodb::bson::{Document, doc};
 use rdkafka::Message as _;
@@ -21,7 +21,7 @@ use telemetry::document::{Layout, Prepared};
 use testkit::{StackEnv, kafka};
 
 const TS: (&str, &str) = ("MONGODB_COLLECTION_TYPE", "timeseries");
-const SECONDS: Bucketing = Bucketing::Granularity(kafka_to_mongo::config::Granularity::Seconds);
+const SECONDS: Bucketing = Bucketing::Granularity(bridge_common::collection::Granularity::Seconds);
 
 fn ts_writer(s: &Setup, name: &str, extra: &[(&str, &str)]) -> Writer {
     let mut env = vec![TS];
@@ -543,11 +543,17 @@ async fn a_device_that_moves_partition_when_partitions_are_added_is_counted_exac
         .iter()
         .filter(|m| m.partition() != 0)
         .count();
-    assert!(moved > 500, "devices moved to the other partitions: {moved}");
+    assert!(
+        moved > 500,
+        "devices moved to the other partitions: {moved}"
+    );
     eprintln!(
         "two partitions raced: {} counted-elsewhere aborts, {} write retries, {} deletions",
         w.log_count("counted a message of this batch meanwhile"),
-        w.metric_totals().get("WriteRetries").copied().unwrap_or(0.0),
+        w.metric_totals()
+            .get("WriteRetries")
+            .copied()
+            .unwrap_or(0.0),
         w.log_count("or counted by another partition"),
     );
     assert_eq!(measurements(&s).await, (2_000, 2_000));

@@ -15,7 +15,6 @@
 //! holding ([`TimeSeries::clean_up`]). The README states the windows that remain.
 
 pub mod plan;
-pub mod spec;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,11 +25,11 @@ use mongodb::options::{CollectionOptions, ReadConcern, ReturnDocument};
 use mongodb::{Collection, IndexModel};
 use telemetry::document::{Prepared, field};
 
-use crate::config::CollectionType;
 use crate::error::{DUPLICATE_KEY, NAMESPACE_EXISTS, StoreError, deadline};
 use crate::store::{InsertFailure, Store, WriteStats, classify_insert, code};
+use bridge_common::collection::CollectionType;
+use bridge_common::collection::{self as spec, Bucketing, Existing};
 use plan::{Decision, Owner, Provenance};
-use spec::{Bucketing, Existing};
 
 const INDEX: &str = "source_deviceId_ts";
 

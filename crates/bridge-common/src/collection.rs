@@ -1,10 +1,43 @@
-//! The time-series collection the writer wants, and whether an existing
-//! collection is it. Pure: the I/O is in [`super`].
+//! The telemetry collection's type (regular or time-series), the time-series
+//! collection the writer wants, and whether an existing collection is it. Pure: the
+//! writer and `bridgectl migrate-timeseries` do the I/O.
 
-use bson::{Bson, Document, doc};
-use telemetry::document::field;
+use mongodb::bson::{Bson, Document, doc};
+use telemetry::document::{Layout, field};
 
-use crate::config::{CollectionType, Granularity};
+/// MONGODB_COLLECTION_TYPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CollectionType {
+    Regular,
+    Timeseries,
+}
+
+impl CollectionType {
+    pub fn layout(self) -> Layout {
+        match self {
+            CollectionType::Regular => Layout::Regular,
+            CollectionType::Timeseries => Layout::TimeSeries,
+        }
+    }
+}
+
+/// TIMESERIES_GRANULARITY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Granularity {
+    Seconds,
+    Minutes,
+    Hours,
+}
+
+impl Granularity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Seconds => "seconds",
+            Granularity::Minutes => "minutes",
+            Granularity::Hours => "hours",
+        }
+    }
+}
 
 /// Where measurements are bucketed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
