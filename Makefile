@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 STACK := infra/local/stack
 
-.PHONY: test demo unit chaos image image-amd64 image-arm64-check image-tag image-push compose-check moto-check lambda lambda-invoke-check terraform-check bench-lambda bench-writer bench-e2e stack-up stack-down stack-status fixtures lint
+.PHONY: test demo unit chaos image image-amd64 image-arm64-check image-tag image-push compose-check moto-check lambda lambda-invoke-check terraform-check bench-lambda bench-writer bench-storage bench-e2e stack-up stack-down stack-status fixtures lint
 .PHONY: fuzz
 
 ## The README's first command: the whole pipeline end to end on the local stack, with exact counts.
@@ -76,7 +76,12 @@ bench-lambda: stack-up lambda
 
 bench-writer: stack-up
 	cargo build --release --locked -q -p bridgectl -p kafka-to-mongo
-	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench writer
+	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench writer --mode $(or $(MODE),regular)
+
+## The same 1,000,000 measurements in a regular and a time-series collection: collStats sizes.
+bench-storage: stack-up
+	cargo build --release --locked -q -p bridgectl
+	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench storage --docs $(or $(DOCS),1000000)
 
 bench-e2e: stack-up
 	cargo build --release --locked -q -p bridgectl

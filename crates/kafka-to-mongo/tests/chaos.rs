@@ -8,8 +8,9 @@
 //! Audit: every unique valid message stored exactly once, every invalid one
 //! dead-lettered (distinct offsets), device counts and `last` exact, nothing else.
 //!
-//! Scale: CHAOS_MESSAGES (default 20,000), CHAOS_DEVICES (200), CHAOS_KILLS (2),
-//! CHAOS_JOINS (1). It ends with one `RESULT chaos_ok=... lost=... ...` line.
+//! Scale: CHAOS_MESSAGES (default 20,000), CHAOS_DEVICES (200), CHAOS_KILLS (2;
+//! 5 into the time-series collection), CHAOS_JOINS (1). Both tests run: the
+//! regular collection and the time-series one. It ends with one `RESULT chaos_ok=... lost=... ...` line.
 
 mod common;
 
@@ -176,12 +177,13 @@ impl Run {
     }
 }
 
-fn writer(s: &Setup, name: &str) -> Writer {
-    writer_with(s, name, &[])
+fn writer(s: &Setup, kind: &str, name: &str) -> Writer {
+    writer_with(s, kind, name, &[])
 }
 
-fn writer_with(s: &Setup, name: &str, extra: &[(&str, &str)]) -> Writer {
+fn writer_with(s: &Setup, kind: &str, name: &str, extra: &[(&str, &str)]) -> Writer {
     let mut env = vec![
+        ("MONGODB_COLLECTION_TYPE", kind),
         ("SHUTDOWN_GRACE_MS", "1000"),
         ("MONGODB_TIMEOUT_MS", "3000"),
         ("DLQ_TIMEOUT_MS", "2000"),
@@ -193,9 +195,21 @@ fn writer_with(s: &Setup, name: &str, extra: &[(&str, &str)]) -> Writer {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mixed_fault_run_stores_every_valid_message_once_and_dead_letters_every_invalid_one() {
+    chaos("regular", 2).await;
+}
+
+/// The same faults into a time-series collection (no unique index: the writer's
+/// own check keeps every measurement once).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_faults_into_a_time_series_collection_store_every_message_once() {
+    chaos("timeseries", 5).await;
+}
+
+/// `kills`: how many times the writer is SIGKILLed unless CHAOS_KILLS says.
+async fn chaos(kind: &str, kills: usize) {
     let messages = env_usize("CHAOS_MESSAGES", 20_000);
     let devices = env_usize("CHAOS_DEVICES", 200);
-    let kills = env_usize("CHAOS_KILLS", 2);
+    let kills = env_usize("CHAOS_KILLS", kills);
     let joins = env_usize("CHAOS_JOINS", 1);
     let started = Instant::now();
     let dir = TempDir::new("chaos");
@@ -235,7 +249,12 @@ async fn a_mixed_fault_run_stores_every_valid_message_once_and_dead_letters_ever
     // The first writer cannot write dead letters (the broker creates missing topics,
     // so "unwritable" is a name it refuses): it stores what it can and commits nothing
     // past an invalid message; its successor has a working dead-letter topic.
-    let mut a = writer_with(&run.s, "a0", &[("KAFKA_DLQ_TOPIC", "not a valid topic!")]);
+    let mut a = writer_with(
+        &run.s,
+        kind,
+        "a0",
+        &[("KAFKA_DLQ_TOPIC", "not a valid topic!")],
+    );
     a.wait_ready().await;
     next_slice!();
     a.wait_metric("DeadLetterFailures", 1.0).await;
@@ -245,7 +264,7 @@ async fn a_mixed_fault_run_stores_every_valid_message_once_and_dead_letters_ever
         let from = run.count().await;
         a.sigkill();
         let t = Instant::now();
-        a = writer(&run.s, &format!("a{}", k + 1));
+        a = writer(&run.s, kind, &format!("a{}", k + 1));
         let fault = if k == 0 {
             "writer SIGKILL (and the DLQ writable again)"
         } else {
@@ -254,7 +273,7 @@ async fn a_mixed_fault_run_stores_every_valid_message_once_and_dead_letters_ever
         run.recovered(fault, from, t, unique_valid).await;
     }
     for j in 0..joins {
-        let mut b = writer(&run.s, &format!("b{j}"));
+        let mut b = writer(&run.s, kind, &format!("b{j}"));
         testkit::wait_for("b assigned", Duration::from_secs(60), || async {
             b.last_assigned().filter(|p| !p.is_empty())
         })
@@ -268,7 +287,7 @@ async fn a_mixed_fault_run_stores_every_valid_message_once_and_dead_letters_ever
     }
 
     // MongoDB hangs past the grace while a rebalance revokes every partition.
-    let mut b = writer(&run.s, "b-before-stop");
+    let mut b = writer(&run.s, kind, "b-before-stop");
     testkit::wait_for("b assigned", Duration::from_secs(60), || async {
         b.last_assigned().filter(|p| !p.is_empty())
     })
@@ -331,7 +350,7 @@ async fn a_mixed_fault_run_stores_every_valid_message_once_and_dead_letters_ever
     }
     let worst = run.recoveries.iter().map(|r| r.1).fold(0.0, f64::max);
     println!(
-        "RESULT chaos_ok={} lost={} duplicated={} extra={} dlq_missing={} device_errors={} stalls={} messages={} unique_valid={unique_valid} invalid={} faults={} worst_recovery_s={worst:.2} duration_s={:.0}",
+        "RESULT mode={kind} chaos_ok={} lost={} duplicated={} extra={} dlq_missing={} device_errors={} stalls={} messages={} unique_valid={unique_valid} invalid={} faults={} worst_recovery_s={worst:.2} duration_s={:.0}",
         u8::from(ok),
         audit.lost,
         audit.duplicated,

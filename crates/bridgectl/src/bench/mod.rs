@@ -4,6 +4,7 @@
 pub mod e2e;
 mod e2e_sqs;
 pub mod lambda;
+pub mod storage;
 pub mod writer;
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -14,6 +15,8 @@ pub enum BenchCommand {
     Writer(writer::WriterBenchArgs),
     /// End-to-end latency from SQS send to the document in MongoDB, at a given rate.
     E2e(e2e::E2eBenchArgs),
+    /// Storage and index size of the same measurements in a regular and a time-series collection.
+    Storage(storage::StorageBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -21,5 +24,6 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Lambda(a) => lambda::run(a).await,
         BenchCommand::Writer(a) => writer::run(a).await,
         BenchCommand::E2e(a) => e2e::run(a).await,
+        BenchCommand::Storage(a) => storage::run(a).await,
     }
 }

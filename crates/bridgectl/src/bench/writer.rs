@@ -1,14 +1,17 @@
 //! `bridgectl bench writer`: the writer (release binary, its own process) draining
 //! a 6-partition topic into MongoDB, against the pipeline's ceiling measured in the
 //! same run: the lower of a raw rdkafka consumer draining the same topic and a raw
-//! insert_many of the same documents into the same server (three samples, around two
-//! writer runs). Also partition scaling (1 -> 2 -> 6) and the writer's peak RSS.
+//! insert_many of the same documents into the same server, by one client per
+//! partition as the writer inserts (three samples, around two writer runs). Also
+//! partition scaling (1 -> 2 -> 6) and the writer's peak RSS. `--mode timeseries`
+//! measures the time-series collection against a raw insert into one.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use bridge_common::collection::{self, Bucketing, CollectionType, Granularity};
 use bson::doc;
 use bson::raw::RawDocumentBuf;
 use futures::StreamExt as _;
@@ -29,7 +32,13 @@ pub struct WriterBenchArgs {
     /// The writer binary (build it with `cargo build --release -p kafka-to-mongo`).
     #[arg(long, default_value = "target/release/kafka-to-mongo")]
     pub writer_bin: PathBuf,
+    /// The collection type the writer stores into (MONGODB_COLLECTION_TYPE).
+    #[arg(long, value_enum, default_value_t = CollectionType::Regular)]
+    pub mode: CollectionType,
 }
+
+/// Partitions of the main measurement, and inserting clients of the ceiling.
+const PARTITIONS: usize = 6;
 
 fn payloads(n: usize) -> Vec<Map<String, Value>> {
     Generator::new(200, 11, DEFAULT_START_MS).take(n).collect()
@@ -61,24 +70,66 @@ async fn raw_consume(bootstrap: &str, topic: &str, n: usize) -> anyhow::Result<D
     Ok(started.elapsed())
 }
 
-/// `indexed`: with the writer's `{deviceId: 1, ts: -1}` index, the collection the
-/// writer must maintain (the ceiling); without it only for reference.
+/// A fresh collection of the writer's shape in `mode`: regular with its
+/// `{deviceId: 1, ts: -1}` index, or time-series with its metaField and
+/// `{source.deviceId: 1, ts: 1}` index. `indexed: false` only for reference.
+pub async fn writer_shaped(
+    db: &mongodb::Database,
+    mode: CollectionType,
+    indexed: bool,
+) -> anyhow::Result<mongodb::Collection<RawDocumentBuf>> {
+    let coll = db.collection::<RawDocumentBuf>("telemetry");
+    let keys = match mode {
+        CollectionType::Regular => doc! {"deviceId": 1, "ts": -1},
+        CollectionType::Timeseries => {
+            let spec = Bucketing::Granularity(Granularity::Seconds);
+            db.run_command(collection::create_command("telemetry", spec, None))
+                .await?;
+            doc! {"source.deviceId": 1, "ts": 1}
+        }
+    };
+    if indexed {
+        coll.create_index(mongodb::IndexModel::builder().keys(keys).build())
+            .await?;
+    }
+    Ok(coll)
+}
+
+/// The documents split as the writer's partitions hold them: by device.
+fn by_partition(docs: &[(String, RawDocumentBuf)], partitions: usize) -> Vec<Vec<&RawDocumentBuf>> {
+    let mut out = vec![Vec::new(); partitions];
+    for (device, d) in docs {
+        let p =
+            telemetry::murmur2::partition_for_key(device.as_bytes(), partitions as i32) as usize;
+        out[p].push(d);
+    }
+    out
+}
+
+/// Raw insert_many of `docs` (1,000 per call, unordered) by one client per
+/// partition at once, as the writer inserts: one client alone understates a server
+/// that uses more than one core.
 async fn raw_insert(
-    docs: &[RawDocumentBuf],
+    docs: &[(String, RawDocumentBuf)],
+    mode: CollectionType,
     indexed: bool,
 ) -> anyhow::Result<(Duration, PhaseCpu)> {
     let db = testkit::mongo::fresh_database("bench_raw").await;
-    let coll = db.collection::<RawDocumentBuf>("telemetry");
-    if indexed {
-        let index = mongodb::IndexModel::builder()
-            .keys(doc! {"deviceId": 1, "ts": -1})
-            .build();
-        coll.create_index(index).await?;
-    }
+    let coll = writer_shaped(&db, mode, indexed).await?;
+    let parts = by_partition(docs, PARTITIONS);
     let (started, mark) = (Instant::now(), CpuMark::now()?);
-    for chunk in docs.chunks(1_000) {
-        coll.insert_many(chunk).ordered(false).await?;
-    }
+    let clients = parts.iter().map(|part| {
+        let coll = coll.clone();
+        async move {
+            for chunk in part.chunks(1_000) {
+                coll.insert_many(chunk.iter().copied())
+                    .ordered(false)
+                    .await?;
+            }
+            anyhow::Ok(())
+        }
+    });
+    futures::future::try_join_all(clients).await?;
     let (took, cpu) = (started.elapsed(), mark.since(docs.len())?);
     db.drop().await?;
     Ok((took, cpu))
@@ -105,6 +156,7 @@ fn start_writer(
     bootstrap: &str,
     topic: &str,
     database: &str,
+    mode: CollectionType,
 ) -> anyhow::Result<(Child, u16)> {
     let health = free_port();
     let mut command = Command::new(bin);
@@ -125,6 +177,13 @@ fn start_writer(
         .env("KAFKA_GROUP_ID", unique("bench-writer"))
         .env("MONGODB_URI", StackEnv::get().mongo_uri())
         .env("MONGODB_DATABASE", database)
+        .env(
+            "MONGODB_COLLECTION_TYPE",
+            match mode {
+                CollectionType::Regular => "regular",
+                CollectionType::Timeseries => "timeseries",
+            },
+        )
         .env("HEALTH_BIND", "127.0.0.1")
         .env("HEALTH_PORT", health.to_string())
         .env("RUST_LOG", "warn")
@@ -156,18 +215,36 @@ async fn ready(port: u16) {
     .await;
 }
 
-/// The idempotency key of each device's last message. A device's messages share a
-/// partition, which the writer stores in order, so once these are stored all are.
-fn last_key_per_device(msgs: &[Map<String, Value>]) -> Vec<String> {
+/// Each device's last message: a device's messages share a partition, which the
+/// writer stores in order, so once these are stored all are. As a filter of point
+/// lookups: by `_id` (regular), by device and ts then `_id` (time-series: no `_id`
+/// index there, the `{source.deviceId, ts}` one serves it).
+fn last_per_device(msgs: &[Map<String, Value>], mode: CollectionType) -> (bson::Document, usize) {
     let now = chrono::Utc::now();
     let mut last = std::collections::HashMap::new();
     for m in msgs {
         let value = Value::Object(m.clone()).to_string();
         if let Ok((key, t)) = telemetry::accept(value.as_bytes(), now) {
-            last.insert(t.device_id, key);
+            last.insert(t.device_id.clone(), (key, t.ts));
         }
     }
-    last.into_values().collect()
+    let n = last.len();
+    let filter = match mode {
+        CollectionType::Regular => {
+            let keys: Vec<&String> = last.values().map(|(k, _)| k).collect();
+            doc! {"_id": {"$in": keys}}
+        }
+        CollectionType::Timeseries => {
+            let each: Vec<bson::Document> = last
+                .iter()
+                .map(|(device, (key, ts))| {
+                    doc! {"source.deviceId": device, "ts": bson::DateTime::from_chrono(*ts), "_id": key}
+                })
+                .collect();
+            doc! {"$or": each}
+        }
+    };
+    (filter, n)
 }
 
 /// Starts a writer on a topic already holding `msgs`; returns docs/s from ready to
@@ -180,24 +257,23 @@ async fn writer_run(
     bootstrap: &str,
     topic: &str,
     msgs: &[Map<String, Value>],
+    mode: CollectionType,
 ) -> anyhow::Result<(WriterRates, WriterRun, PhaseCpu)> {
     let n = msgs.len();
-    let last_keys = last_key_per_device(msgs);
+    let (last, devices) = last_per_device(msgs, mode);
     let database = unique("bench").replace('-', "_");
-    let (child, health) = start_writer(bin, bootstrap, topic, &database)?;
+    let (child, health) = start_writer(bin, bootstrap, topic, &database, mode)?;
     ready(health).await;
     let db = testkit::mongo::client().await.database(&database);
     let ready_at = Instant::now();
     let coll = db.collection::<RawDocumentBuf>("telemetry");
     let (started, before) = first_documents(&coll).await?;
     let mark = CpuMark::now()?;
-    let last = doc! {"_id": {"$in": &last_keys}};
     testkit::wait_for(
         "each device's last document",
         Duration::from_secs(600),
         || async {
-            (coll.count_documents(last.clone()).await.ok()? as usize == last_keys.len())
-                .then_some(())
+            (coll.count_documents(last.clone()).await.ok()? as usize == devices).then_some(())
         },
     )
     .await;
@@ -393,9 +469,10 @@ pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
         "broker: Nisshi with memory storage on {bootstrap} (measures the writer, not the broker's disk); MongoDB: the stack's SecantusDB"
     );
 
+    let mode = args.mode;
     let msgs = payloads(args.messages);
-    let topic = topic_with(&bootstrap, 6, &msgs).await;
-    let sizes = partition_sizes(&bootstrap, &topic, 6)?;
+    let topic = topic_with(&bootstrap, PARTITIONS as i32, &msgs).await;
+    let sizes = partition_sizes(&bootstrap, &topic, PARTITIONS as i32)?;
     let busiest = sizes.iter().max().copied().unwrap_or(0) as f64;
     println!(
         "messages per partition: {sizes:?}; the busiest holds {:.1}% (an even share: 16.7%)",
@@ -405,20 +482,12 @@ pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
         args.messages - 1,
         raw_consume(&bootstrap, &topic, args.messages).await?,
     );
-    let now = chrono::Utc::now();
-    let docs: Vec<RawDocumentBuf> = msgs
-        .iter()
-        .filter_map(|m| {
-            let value = Value::Object(m.clone()).to_string();
-            let (key, t) = telemetry::accept(value.as_bytes(), now).ok()?;
-            telemetry::document::to_document(&key, &t, now).ok()
-        })
-        .collect();
-    let bare_rate = per_s(docs.len(), raw_insert(&docs, false).await?.0);
-    let (took, raw_cpu) = raw_insert(&docs, true).await?;
+    let docs = ceiling_documents(&msgs, mode);
+    let bare_rate = per_s(docs.len(), raw_insert(&docs, mode, false).await?.0);
+    let (took, raw_cpu) = raw_insert(&docs, mode, true).await?;
     let insert_before = per_s(docs.len(), took);
     println!(
-        "raw consumer: {consumer_rate:.0} msg/s; raw insert_many (1,000 per call, unordered) into the writer's collection shape (its deviceId/ts index): {insert_before:.0} docs/s (without the index: {bare_rate:.0}); {raw_cpu}"
+        "mode {mode:?}. raw consumer: {consumer_rate:.0} msg/s; raw insert_many ({PARTITIONS} clients, one per partition, 1,000 per call, unordered) into the writer's collection shape and index: {insert_before:.0} docs/s (without the index: {bare_rate:.0}); {raw_cpu}"
     );
 
     // The server drifts (up to +-20% between phases here), and one sample a side was
@@ -428,11 +497,11 @@ pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
     let (mut steady, mut from_ready, mut rss) = (Vec::new(), Vec::new(), 0.0_f64);
     for round in 1..=2 {
         let (rates, run, writer_cpu) =
-            writer_run(&args.writer_bin, &bootstrap, &topic, &msgs).await?;
+            writer_run(&args.writer_bin, &bootstrap, &topic, &msgs, mode).await?;
         let peak = peak_rss_mb(&run.child)?;
         let cpu = cpu_seconds(run.child.id())?;
         stop(run).await?;
-        let after = per_s(docs.len(), raw_insert(&docs, true).await?.0);
+        let after = per_s(docs.len(), raw_insert(&docs, mode, true).await?.0);
         println!(
             "writer run {round}, 6 partitions, {} messages: {:.0} docs/s from its first stored document (first documents {} ms after ready), {:.0} docs/s from ready; peak RSS {peak:.1} MB; writer CPU {cpu:.2} s ({:.1} us/doc); {writer_cpu}. Raw insert_many after it: {after:.0} docs/s",
             args.messages,
@@ -459,7 +528,7 @@ pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
     let mut scaled = Vec::new();
     for partitions in [1, 2, 6] {
         let t = topic_with(&bootstrap, partitions, &scale_msgs).await;
-        let (r, run, _) = writer_run(&args.writer_bin, &bootstrap, &t, &scale_msgs).await?;
+        let (r, run, _) = writer_run(&args.writer_bin, &bootstrap, &t, &scale_msgs, mode).await?;
         stop(run).await?;
         println!(
             "scaling: {partitions} partition(s): {:.0} docs/s ({:.0} from ready)",
@@ -468,9 +537,42 @@ pub async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
         scaled.push(r.steady);
     }
     println!(
-        "RESULT writer_vs_raw={:.3} docs_per_s={rate:.0} scale_2p={:.2} rss_mb={rss:.1}",
+        "RESULT mode={} writer_vs_raw={:.3} docs_per_s={rate:.0} ceiling_per_s={ceiling:.0} scale_2p={:.2} rss_mb={rss:.1}",
+        match mode {
+            CollectionType::Regular => "regular",
+            CollectionType::Timeseries => "timeseries",
+        },
         rate / ceiling,
         scaled[1] / scaled[0]
     );
     Ok(())
+}
+
+/// The documents the writer stores for `msgs` in `mode`, with their device: in
+/// time-series mode with the provenance the writer adds (partition, offset, epoch),
+/// so that the ceiling inserts what the writer inserts.
+pub fn ceiling_documents(
+    msgs: &[Map<String, Value>],
+    mode: CollectionType,
+) -> Vec<(String, RawDocumentBuf)> {
+    let now = chrono::Utc::now();
+    msgs.iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let value = Value::Object(m.clone()).to_string();
+            let (key, t) = telemetry::accept(value.as_bytes(), now).ok()?;
+            let mut d = telemetry::document::to_document_in(mode.layout(), &key, &t, now).ok()?;
+            if mode == CollectionType::Timeseries {
+                let p = telemetry::murmur2::partition_for_key(
+                    t.device_id.as_bytes(),
+                    PARTITIONS as i32,
+                );
+                d.append(
+                    telemetry::document::field::KAFKA,
+                    bson::rawdoc! {"partition": p, "offset": i as i64, "epoch": 1_i64},
+                );
+            }
+            Some((t.device_id, d))
+        })
+        .collect()
 }
