@@ -637,3 +637,90 @@ async fn the_writer_refuses_a_collection_of_another_shape_and_applies_a_new_rete
     );
     common::drop_db(&s).await;
 }
+
+/// The window README's "Which collection type" leaves open, reproduced: an insert
+/// that reaches the server after its writer stopped waiting for it, and after that
+/// writer's next attempt and clean-up looked. Its measurements are stored twice;
+/// no device count moves, nothing is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn measurements_left_by_an_insert_that_arrives_after_its_writer_gave_up() {
+    use testkit::fault_proxy::Mode;
+    let env = StackEnv::get();
+    let s = Setup::with_partitions(env.kafka_bootstrap(), env.mongo_uri(), 1).await;
+    s.produce(&payloads(300)).await;
+    let records = records(&s).await;
+    let (proxy, uri) = common::proxied_mongo(&s);
+    let proxy = Arc::new(proxy);
+    let hold = Arc::clone(&proxy);
+    // From its insert on, the network holds everything the zombie sends.
+    let mut opts = mongodb::options::ClientOptions::parse(&uri).await.unwrap();
+    opts.command_event_handler = Some(mongodb::event::EventHandler::callback(
+        move |e: mongodb::event::command::CommandEvent| {
+            if let mongodb::event::command::CommandEvent::Started(c) = e
+                && c.command_name == "insert"
+                && c.command.get_str("insert").ok() == Some("telemetry")
+            {
+                hold.set(Mode::BlackHole);
+            }
+        },
+    ));
+    let held = mongodb::Client::with_options(opts).unwrap();
+    let store = Store::from_client(held, &s.database, "telemetry", "devices")
+        .with_timeout(Duration::from_secs(2));
+    store.ensure_devices().await.unwrap();
+    let zombie = TimeSeries::new(store, "telemetry", "writer_partitions", &s.topic);
+    zombie.ensure(SECONDS, None).await.unwrap();
+    let lease = zombie.claim(0).await.unwrap();
+    let items = prepared(&records, &lease);
+    let attempts = Attempts::default();
+    let gave_up = zombie.write(&items, &lease, &attempts).await;
+    assert!(
+        matches!(gave_up, Err(StoreError::Timeout { op: "insert", .. })),
+        "{gave_up:?}"
+    );
+
+    let w = ts_writer(&s, "w", &[]);
+    settled(&s, 300).await;
+    // Its next attempt (on a connection that answers): fenced, nothing of its own to remove yet.
+    let direct = store_on(&s, client().await).await;
+    let fenced = direct.write(&items, &lease, &attempts).await;
+    assert!(
+        matches!(fenced, Err(StoreError::Fenced { .. })),
+        "{fenced:?}"
+    );
+    assert_eq!(direct.clean_up(&items, &lease, &attempts).await.unwrap(), 0);
+
+    proxy.set(Mode::Pass);
+    testkit::wait_for("the held insert lands", Duration::from_secs(30), || async {
+        (measurements(&s).await.0 == 600).then_some(())
+    })
+    .await;
+    assert_eq!(measurements(&s).await, (600, 300), "300 measurements twice");
+    counts_exact_by_key(&s, 300).await;
+    drop(w);
+    common::drop_db(&s).await;
+}
+
+/// Each device's `count` equals its distinct keys, and they add up to `total`.
+async fn counts_exact_by_key(s: &Setup, total: i64) {
+    let per_device: Vec<Document> = s
+        .db()
+        .await
+        .collection::<Document>("telemetry")
+        .aggregate([
+            doc! {"$group": {"_id": {"d": "$source.deviceId", "k": "$_id"}}},
+            doc! {"$group": {"_id": "$_id.d", "n": {"$sum": 1}}},
+        ])
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let devices = s.devices().await;
+    for d in &per_device {
+        let id = d.get_str("_id").unwrap();
+        let n = i64::from(d.get_i32("n").unwrap());
+        assert_eq!(devices[id].get_i64("count").unwrap(), n, "{id}");
+    }
+    assert_eq!(s.device_total().await, total);
+}

@@ -213,6 +213,10 @@ locals {
       metric      = "UnreadableOffsets"
       description = "The writer could not read some offsets (a corrupt record batch): they were dead-lettered as ranges with the broker's error; the data must be recovered from the source."
     }
+    partitions-fenced = {
+      metric      = "PartitionsFenced"
+      description = "Time-series mode: a writer found its partition claimed by another writer (it was paused or cut off past a rebalance); it removed what it had inserted for the batch and stopped consuming that partition."
+    }
     device-state-refused = {
       metric      = "DeviceStateRefused"
       description = "MongoDB refused device-state updates (a validator on the devices collection, a wrong-typed count): those devices' messages were dead-lettered."
