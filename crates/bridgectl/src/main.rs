@@ -6,6 +6,7 @@ mod common;
 mod demo;
 mod dlq;
 mod esm;
+mod migrate;
 mod replay;
 mod status;
 
@@ -56,6 +57,9 @@ enum Command {
     /// Generate deterministic sample traffic.
     #[command(subcommand)]
     Generate(Generate),
+    /// Copy a regular telemetry collection into a time-series collection: idempotent, resumable.
+    #[command(name = "migrate-timeseries")]
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(Subcommand)]
@@ -121,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dlq(cmd) => dlq::run(cmd).await?,
         Command::Demo(args) => demo::run(args).await?,
         Command::Bench(cmd) => bench::run(cmd).await?,
+        Command::Migrate(args) => migrate::run(args).await?,
         Command::Generate(Generate::Iot {
             devices,
             count,
