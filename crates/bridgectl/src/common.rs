@@ -37,6 +37,15 @@ pub struct MongoArgs {
     pub database: String,
 }
 
+/// Where the writer stores: the same names and environment as the writer's.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    #[arg(long, env = "MONGODB_COLLECTION", default_value = "telemetry")]
+    pub collection: String,
+    #[arg(long, env = "MONGODB_DEVICES_COLLECTION", default_value = "devices")]
+    pub devices_collection: String,
+}
+
 /// SQS client from the standard AWS environment (AWS_ENDPOINT_URL points it at moto locally).
 /// No request waits forever on an overloaded endpoint: an attempt may take the
 /// longest long poll (20 s) plus a margin, and is then retried by the SDK.

@@ -13,7 +13,7 @@ use bson::{Document, doc};
 use futures::TryStreamExt as _;
 use serde_json::Value;
 
-use crate::common::{MongoArgs, SqsArgs, TopicArgs};
+use crate::common::{MongoArgs, SqsArgs, StoreArgs, TopicArgs};
 use crate::esm::{EsmArgs, EsmSummary};
 use crate::replay::{ReplayArgs, Summary};
 use crate::status::{self, Status, StatusArgs};
@@ -40,6 +40,8 @@ pub struct DemoArgs {
     pub topics: TopicArgs,
     #[command(flatten)]
     pub mongo: MongoArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -48,6 +50,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         kafka: args.kafka.clone(),
         topics: args.topics.clone(),
         mongo: args.mongo.clone(),
+        store: args.store.clone(),
         json: false,
     };
     let esm = EsmArgs {
@@ -108,7 +111,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .filter_map(|o| telemetry::frame(&o.body).ok().map(|f| f.key))
         .collect();
     let db = crate::common::mongo(&args.mongo, &args.kafka.local()).await?;
-    let telemetry_coll = db.collection::<Document>("telemetry");
+    let telemetry_coll = db.collection::<Document>(&args.store.collection);
     let already = existing_keys(&telemetry_coll, &keys).await?;
     let dlq_at = crate::dlq::DlqArgs {
         sqs: args.sqs.clone(),
@@ -152,7 +155,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("4/4 summary");
     let dead_records = after.kafka.dlq_records - before.kafka.dlq_records;
     report(&sent, &before, &after, already, dead_records, reasons);
-    show_samples(&db).await?;
+    show_samples(&db, &args.store).await?;
     println!(
         "demo OK: every count is exactly as expected. Run it again: the stored count will not change."
     );
@@ -284,10 +287,10 @@ async fn dead_letters_since(
     Ok((seen.len(), reasons))
 }
 
-async fn show_samples(db: &mongodb::Database) -> anyhow::Result<()> {
+async fn show_samples(db: &mongodb::Database, store: &StoreArgs) -> anyhow::Result<()> {
     println!("    a few stored documents:");
     let docs: Vec<Document> = db
-        .collection::<Document>("telemetry")
+        .collection::<Document>(&store.collection)
         .find(doc! {})
         .sort(doc! {"ts": -1})
         .limit(3)
@@ -299,7 +302,7 @@ async fn show_samples(db: &mongodb::Database) -> anyhow::Result<()> {
     }
     println!("    device states:");
     let devices: Vec<Document> = db
-        .collection::<Document>("devices")
+        .collection::<Document>(&store.devices_collection)
         .find(doc! {})
         .sort(doc! {"_id": 1})
         .limit(3)

@@ -8,7 +8,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use crate::common::{MongoArgs, SqsArgs, TopicArgs, consumer_config, kafka, mongo, sqs};
+use crate::common::{MongoArgs, SqsArgs, StoreArgs, TopicArgs, consumer_config, kafka, mongo, sqs};
 use crate::esm::depth;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -21,6 +21,8 @@ pub struct StatusArgs {
     pub topics: TopicArgs,
     #[command(flatten)]
     pub mongo: MongoArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// One JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -61,6 +63,8 @@ pub struct KafkaStatus {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MongoStatus {
+    /// `regular`, `timeseries` or `missing` (listCollections).
+    pub collection_type: String,
     pub telemetry_documents: u64,
     pub devices: u64,
     pub newest_ts: Option<String>,
@@ -79,16 +83,32 @@ pub async fn collect(args: &StatusArgs) -> anyhow::Result<Status> {
     let topics = args.topics.clone();
     let kafka = tokio::task::spawn_blocking(move || kafka_status(cfg, &topics)).await??;
     let db = mongo(&args.mongo, &args.kafka.local()).await?;
-    let telemetry = db.collection::<Document>("telemetry");
+    let collection = &args.store.collection;
+    let telemetry = db.collection::<Document>(collection);
+    let listed = db
+        .run_command(doc! {"listCollections": 1, "filter": {"name": collection}, "nameOnly": false})
+        .await?;
+    let collection_type = listed
+        .get_document("cursor")
+        .ok()
+        .and_then(|c| c.get_array("firstBatch").ok())
+        .and_then(|b| b.first())
+        .and_then(|e| e.as_document())
+        .map_or("missing", |e| match e.get_str("type") {
+            Ok("timeseries") => "timeseries",
+            _ => "regular",
+        })
+        .to_owned();
     let newest = telemetry
         .find_one(doc! {})
         .sort(doc! {"ts": -1})
         .projection(doc! {"ts": 1})
         .await?;
     let mongodb = MongoStatus {
+        collection_type,
         telemetry_documents: telemetry.count_documents(doc! {}).await?,
         devices: db
-            .collection::<Document>("devices")
+            .collection::<Document>(&args.store.devices_collection)
             .count_documents(doc! {})
             .await?,
         newest_ts: newest.and_then(|d| {
@@ -203,8 +223,9 @@ pub fn print(s: &Status) {
         s.kafka.dlq_topic, s.kafka.dlq_records
     );
     println!(
-        "MongoDB  telemetry {:>8} documents   devices {:>6}   newest ts {}",
+        "MongoDB  telemetry {:>8} documents ({})   devices {:>6}   newest ts {}",
         s.mongodb.telemetry_documents,
+        s.mongodb.collection_type,
         s.mongodb.devices,
         s.mongodb.newest_ts.as_deref().unwrap_or("-")
     );

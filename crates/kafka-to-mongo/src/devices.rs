@@ -24,6 +24,9 @@ pub struct DeviceDelta {
     pub newest_key: String,
     /// The newest document's `readings` (null only if a document lacked them).
     pub newest_readings: RawBson,
+    /// Time-series mode: the partition that applies this delta, recorded in the
+    /// device's state (`partition`): a device seen on two partitions is checked.
+    pub partition: Option<i32>,
 }
 
 fn order(ts: DateTime<Utc>, seq: Option<u64>) -> (DateTime<Utc>, i128) {
@@ -50,6 +53,7 @@ pub fn deltas<'a>(inserted: impl IntoIterator<Item = &'a Prepared>) -> Vec<Devic
                 newest_seq: p.seq,
                 newest_key: p.key.clone(),
                 newest_readings: readings(p),
+                partition: None,
             });
         d.inserted += 1;
         d.oldest_ts = d.oldest_ts.min(p.ts);
@@ -66,6 +70,14 @@ pub fn deltas<'a>(inserted: impl IntoIterator<Item = &'a Prepared>) -> Vec<Devic
 }
 
 impl DeviceDelta {
+    fn set(&self, now: DateTime<Utc>) -> RawDocumentBuf {
+        let mut set = rawdoc! {"updatedAt": bson::DateTime::from_chrono(now)};
+        if let Some(p) = self.partition {
+            set.append("partition", p);
+        }
+        set
+    }
+
     /// The newest message as the `last` subdocument. Its fields are always present
     /// and in this order, so that BSON's comparison of two of them is the (ts, seq)
     /// order: dates compare by time, and a missing seq (null) sorts below any number.
@@ -91,7 +103,7 @@ impl DeviceDelta {
                 "$inc": {"count": self.inserted},
                 "$min": {"firstSeen": bson::DateTime::from_chrono(self.oldest_ts)},
                 "$max": {"last": self.last()},
-                "$set": {"updatedAt": bson::DateTime::from_chrono(now)},
+                "$set": self.set(now),
             },
             "upsert": true,
         }

@@ -311,7 +311,7 @@ impl Store {
                 },
                 Ok(Ok(_)) => {}
             }
-            self.apply_devices(&mut session, fresh.iter().map(|(_, p)| *p))
+            self.apply_devices(&mut session, fresh.iter().map(|(_, p)| *p), None)
                 .await?;
             deadline("commitTransaction", t, session.commit_transaction()).await?;
             Ok(false)
@@ -332,6 +332,10 @@ impl Store {
 
     pub(crate) fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    pub(crate) fn devices_name(&self) -> &str {
+        &self.devices_name
     }
 
     pub(crate) fn majority(&self) -> WriteConcern {
@@ -357,8 +361,12 @@ impl Store {
         &self,
         session: &mut mongodb::ClientSession,
         items: impl IntoIterator<Item = &'a Prepared>,
+        partition: Option<i32>,
     ) -> Result<(), StoreError> {
-        let deltas = devices::deltas(items);
+        let mut deltas = devices::deltas(items);
+        for d in &mut deltas {
+            d.partition = partition;
+        }
         for chunk in devices::chunks(&deltas, Utc::now(), MAX_UPDATE_COMMAND_BYTES) {
             let command = rawdoc! {
                 "update": self.devices_name.as_str(),

@@ -558,6 +558,9 @@ async fn a_device_that_moves_partition_when_partitions_are_added_is_counted_exac
     );
     assert_eq!(measurements(&s).await, (2_000, 2_000));
     counts_exact(&s, 2_000).await;
+    // Metric lines come every second: wait for the last one.
+    w.wait_metric("DocumentsInserted", 2_000.0).await;
+    w.wait_metric("Duplicates", 300.0).await;
     let m = w.metric_totals();
     assert_eq!(
         (m["DocumentsInserted"], m["Duplicates"]),

@@ -364,10 +364,19 @@ impl TimeSeries {
         let t = self.timeout();
         let mut session = self.store.transaction().await?;
         let result = async {
+            let moved = self.moved_devices(&mut session, lease, counted).await?;
+            if !moved.is_empty() {
+                let theirs: Vec<&Prepared> = counted
+                    .iter()
+                    .copied()
+                    .filter(|p| moved.contains(p.device_id.as_str()))
+                    .collect();
+                self.counted_elsewhere(&mut session, lease, &theirs).await?;
+            }
+            let partition = Some(lease.owner.partition);
             self.store
-                .apply_devices(&mut session, counted.iter().copied())
+                .apply_devices(&mut session, counted.iter().copied(), partition)
                 .await?;
-            self.counted_elsewhere(&mut session, lease, counted).await?;
             let moved = self
                 .leases
                 .update_one(
@@ -395,12 +404,51 @@ impl TimeSeries {
         result
     }
 
-    /// Inside the device-state transaction: whether another partition stored and
-    /// counted one of `counted` since the lookup (the same message on two partitions
-    /// after partitions were added). Two such transactions both write the device's
-    /// state, so one commits first and the other reads its copy here or fails with a
-    /// write conflict; either way it retries, and its plan deletes its own copy.
-    /// Reads of a time-series collection are allowed in a transaction; writes are not.
+    /// Inside the device-state transaction: the devices of `counted` whose state
+    /// another partition applied last (their `partition`; absent on state written
+    /// by the regular mode). Only these can have a message counted elsewhere since
+    /// the lookup: the device-state transaction of that other partition set it.
+    async fn moved_devices(
+        &self,
+        session: &mut mongodb::ClientSession,
+        lease: &Lease,
+        counted: &[&Prepared],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut ids: Vec<&str> = counted.iter().map(|p| p.device_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let devices = self
+            .store
+            .database()
+            .collection::<Document>(self.store.devices_name());
+        let t = self.timeout();
+        let found: Vec<Document> = deadline("find", t, async {
+            let mut cursor = devices
+                .find(doc! {"_id": {"$in": ids}})
+                .projection(doc! {"partition": 1})
+                .session(&mut *session)
+                .await?;
+            let mut out = Vec::new();
+            while let Some(d) = cursor.next(&mut *session).await {
+                out.push(d?);
+            }
+            Ok(out)
+        })
+        .await?;
+        Ok(found
+            .into_iter()
+            .filter(|d| d.get_i32("partition").ok() != Some(lease.owner.partition))
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .collect())
+    }
+
+    /// Inside the device-state transaction, for devices another partition applied
+    /// last: whether that partition stored and counted one of `counted` since the
+    /// lookup (the same message on two partitions after partitions were added).
+    /// Both transactions write the device's state (and its `partition`), so one
+    /// commits first and the other sees it here, or fails with a write conflict and
+    /// retries; its plan then deletes its own copy. Reads of a time-series
+    /// collection are allowed in a transaction; writes are not.
     async fn counted_elsewhere(
         &self,
         session: &mut mongodb::ClientSession,
