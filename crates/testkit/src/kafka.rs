@@ -57,35 +57,6 @@ pub async fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) {
     .await;
 }
 
-/// Grows `name` to `total` partitions (CreatePartitions) and waits for the metadata.
-pub async fn add_partitions(bootstrap: &str, name: &str, total: usize) {
-    use rdkafka::admin::NewPartitions;
-    let admin: AdminClient<DefaultClientContext> = config()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin
-        .create_partitions(&[NewPartitions::new(name, total)], &opts)
-        .await
-        .unwrap_or_else(|e| panic!("create partitions of {name}: {e}"));
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("create partitions of {t}: {e}"));
-    }
-    crate::wait_for(
-        &format!("topic {name}: {total} partitions"),
-        Duration::from_secs(10),
-        || async {
-            let md = admin
-                .inner()
-                .fetch_metadata(Some(name), Duration::from_secs(2))
-                .ok()?;
-            (md.topics().first()?.partitions().len() == total).then_some(())
-        },
-    )
-    .await;
-}
-
 /// Idempotent, acks=all, Java-compatible partitioning: the settings the bridge itself uses.
 pub fn producer() -> FutureProducer {
     config()

@@ -420,21 +420,10 @@ impl TimeSeries {
         let devices = self
             .store
             .database()
-            .collection::<Document>(self.store.devices_name());
+            .collection::<RawDocumentBuf>(self.store.devices_name());
         let t = self.timeout();
-        let found: Vec<Document> = deadline("find", t, async {
-            let mut cursor = devices
-                .find(doc! {"_id": {"$in": ids}})
-                .projection(doc! {"partition": 1})
-                .session(&mut *session)
-                .await?;
-            let mut out = Vec::new();
-            while let Some(d) = cursor.next(&mut *session).await {
-                out.push(d?);
-            }
-            Ok(out)
-        })
-        .await?;
+        let filter = doc! {"_id": {"$in": ids}};
+        let found = find_in(&devices, session, filter, doc! {"partition": 1}, t).await?;
         Ok(found
             .into_iter()
             .filter(|d| d.get_i32("partition").ok() != Some(lease.owner.partition))
@@ -458,20 +447,8 @@ impl TimeSeries {
         let t = self.timeout();
         let mut filter = lookup_filter(counted.iter().copied());
         filter.insert("kafka.partition", doc! {"$ne": lease.owner.partition});
-        let found: Vec<RawDocumentBuf> = deadline("find", t, async {
-            let mut cursor = self
-                .measurements
-                .find(filter)
-                .projection(doc! {"_id": 1, field::KAFKA: 1})
-                .session(&mut *session)
-                .await?;
-            let mut out = Vec::new();
-            while let Some(d) = cursor.next(&mut *session).await {
-                out.push(d?);
-            }
-            Ok(out)
-        })
-        .await?;
+        let projection = doc! {"_id": 1, field::KAFKA: 1};
+        let found = find_in(&self.measurements, session, filter, projection, t).await?;
         let others: Vec<Provenance> = found.iter().filter_map(|d| provenance(d)).collect();
         for other in others {
             let id = format!("{}:{}", self.topic, other.partition);
@@ -543,6 +520,29 @@ impl TimeSeries {
         .await?;
         Ok(deleted.deleted_count)
     }
+}
+
+/// Every document `filter` matches, read inside the session's transaction, within `t`.
+async fn find_in(
+    coll: &Collection<RawDocumentBuf>,
+    session: &mut mongodb::ClientSession,
+    filter: Document,
+    projection: Document,
+    t: std::time::Duration,
+) -> Result<Vec<RawDocumentBuf>, StoreError> {
+    deadline("find", t, async {
+        let mut cursor = coll
+            .find(filter)
+            .projection(projection)
+            .session(&mut *session)
+            .await?;
+        let mut out = Vec::new();
+        while let Some(d) = cursor.next(&mut *session).await {
+            out.push(d?);
+        }
+        Ok(out)
+    })
+    .await
 }
 
 /// The indexed query for stored copies of `items`: their devices, their time
