@@ -71,21 +71,21 @@ compose-check:
 
 ## Benchmarks (not tests): each prints a ratio against a ceiling measured in the same run and ends with a RESULT line.
 bench-lambda: stack-up lambda
-	cargo build --release --locked -q -p bridgectl
-	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench lambda
+	cargo build --release --locked -q -p bench
+	set -a; . .stack/stack.env; set +a; target/release/bench lambda
 
 bench-writer: stack-up
-	cargo build --release --locked -q -p bridgectl -p kafka-to-mongo
-	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench writer --mode $(or $(MODE),regular)
+	cargo build --release --locked -q -p bench -p kafka-to-mongo
+	set -a; . .stack/stack.env; set +a; target/release/bench writer --mode $(or $(MODE),regular)
 
 ## The same 1,000,000 measurements in a regular and a time-series collection: collStats sizes.
 bench-storage: stack-up
-	cargo build --release --locked -q -p bridgectl
-	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench storage --docs $(or $(DOCS),1000000)
+	cargo build --release --locked -q -p bench
+	set -a; . .stack/stack.env; set +a; target/release/bench storage --docs $(or $(DOCS),1000000)
 
 bench-e2e: stack-up
-	cargo build --release --locked -q -p bridgectl
-	set -a; . .stack/stack.env; set +a; target/release/bridgectl bench e2e --rate $(or $(RATE),1000) --duration 30s
+	cargo build --release --locked -q -p bench
+	set -a; . .stack/stack.env; set +a; target/release/bench e2e --rate $(or $(RATE),1000) --duration 30s
 
 ## The long mixed fault run with an exact audit (RELIABILITY.md): 200,000 messages from 200 devices,
 ## the writer SIGKILLed and a second writer joining several times, MongoDB stopped and restarted, the

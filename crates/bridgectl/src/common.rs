@@ -31,10 +31,27 @@ pub struct TopicArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct MongoArgs {
+    /// Optional on the command line: only the commands that read MongoDB ask for it.
     #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
-    pub mongodb_uri: String,
+    pub mongodb_uri: Option<String>,
     #[arg(long, env = "MONGODB_DATABASE", default_value = "iot")]
     pub database: String,
+}
+
+/// Where each stage of the pipeline lives: one group, flattened by every command that
+/// looks at more than one stage (status, dlq, demo, console).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Endpoints {
+    #[command(flatten)]
+    pub sqs: SqsArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Where the writer stores: the same names and environment as the writer's.
@@ -44,28 +61,6 @@ pub struct StoreArgs {
     pub collection: String,
     #[arg(long, env = "MONGODB_DEVICES_COLLECTION", default_value = "devices")]
     pub devices_collection: String,
-}
-
-/// SQS client from the standard AWS environment (AWS_ENDPOINT_URL points it at moto locally).
-/// No request waits forever on an overloaded endpoint: an attempt may take the
-/// longest long poll (20 s) plus a margin, and is then retried by the SDK.
-pub async fn sqs() -> aws_sdk_sqs::Client {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(30))
-        .build();
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&conf)
-}
-
-/// An AWS SDK error with its whole cause chain (the SDK's Display alone says little).
-pub fn aws_err<E: std::error::Error + Send + Sync + 'static>(
-    what: &str,
-) -> impl FnOnce(E) -> anyhow::Error + '_ {
-    move |e| anyhow::anyhow!("{what}: {}", aws_sdk_sqs::error::DisplayErrorContext(e))
 }
 
 pub async fn kafka(args: &KafkaArgs) -> anyhow::Result<KafkaConnection> {
@@ -81,8 +76,12 @@ pub fn consumer_config(conn: &KafkaConnection) -> ClientConfig {
 
 /// Connects under the same transport rule as the writer (`bridge_common::mongo`).
 pub async fn mongo(args: &MongoArgs, local: &LocalMode) -> anyhow::Result<mongodb::Database> {
-    bridge_common::mongo::check_uri(&args.mongodb_uri, local)?;
-    let client = mongodb::Client::with_uri_str(&args.mongodb_uri)
+    let uri = args
+        .mongodb_uri
+        .as_deref()
+        .context("set --mongodb-uri or MONGODB_URI")?;
+    bridge_common::mongo::check_uri(uri, local)?;
+    let client = mongodb::Client::with_uri_str(uri)
         .await
         .context("MongoDB URI")?;
     Ok(client.database(&args.database))

@@ -8,12 +8,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use bridge_common::kafka::KafkaArgs;
 use bson::{Document, doc};
 use futures::TryStreamExt as _;
 use serde_json::Value;
 
-use crate::common::{MongoArgs, SqsArgs, StoreArgs, TopicArgs};
+use crate::common::Endpoints;
 use crate::esm::{EsmArgs, EsmSummary};
 use crate::replay::{ReplayArgs, Summary};
 use crate::status::{self, Status, StatusArgs};
@@ -33,28 +32,16 @@ pub struct DemoArgs {
     #[arg(long, default_value = "180s", value_parser = crate::common::parse_duration)]
     pub settle_timeout: Duration,
     #[command(flatten)]
-    pub sqs: SqsArgs,
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    #[command(flatten)]
-    pub topics: TopicArgs,
-    #[command(flatten)]
-    pub mongo: MongoArgs,
-    #[command(flatten)]
-    pub store: StoreArgs,
+    pub at: Endpoints,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let status_args = StatusArgs {
-        sqs: args.sqs.clone(),
-        kafka: args.kafka.clone(),
-        topics: args.topics.clone(),
-        mongo: args.mongo.clone(),
-        store: args.store.clone(),
+        at: args.at.clone(),
         json: false,
     };
     let esm = EsmArgs {
-        sqs: args.sqs.clone(),
+        sqs: args.at.sqs.clone(),
         batch_size: 100,
         batching_window: Duration::from_millis(200),
         visibility_timeout: 30,
@@ -94,7 +81,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         base64: false,
         invalid_ratio: args.invalid_ratio,
         duplicate_ratio: args.duplicate_ratio,
-        sqs: args.sqs.clone(),
+        sqs: args.at.sqs.clone(),
         json: false,
         quiet: false,
     };
@@ -110,15 +97,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .iter()
         .filter_map(|o| telemetry::frame(&o.body).ok().map(|f| f.key))
         .collect();
-    let db = crate::common::mongo(&args.mongo, &args.kafka.local()).await?;
-    let telemetry_coll = db.collection::<Document>(&args.store.collection);
+    let db = crate::common::mongo(&args.at.mongo, &args.at.kafka.local()).await?;
+    let telemetry_coll = db.collection::<Document>(&args.at.store.collection);
     let already = existing_keys(&telemetry_coll, &keys).await?;
-    let dlq_at = crate::dlq::DlqArgs {
-        sqs: args.sqs.clone(),
-        kafka: args.kafka.clone(),
-        topics: args.topics.clone(),
-    };
-    let dlq_before = crate::dlq::kafka_dlq_ends(&dlq_at).await?;
+    let dlq_before = crate::dlq::kafka_dlq_ends(&args.at).await?;
 
     println!("1/4 replaying {} through SQS ...", args.inputs.join(" "));
     let sent = crate::replay::run(replay_args).await?;
@@ -144,7 +126,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.settle_timeout,
     )
     .await?;
-    let (distinct, reasons) = dead_letters_since(&dlq_at, &dlq_before).await?;
+    let (distinct, reasons) = dead_letters_since(&args.at, &dlq_before).await?;
     if distinct != sent.invalid {
         bail!(
             "{distinct} distinct dead letters from this run, expected {}",
@@ -155,7 +137,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("4/4 summary");
     let dead_records = after.kafka.dlq_records - before.kafka.dlq_records;
     report(&sent, &before, &after, already, dead_records, reasons);
-    show_samples(&db, &args.store).await?;
+    show_samples(&db, &args.at.store).await?;
     println!(
         "demo OK: every count is exactly as expected. Run it again: the stored count will not change."
     );
@@ -259,7 +241,7 @@ fn report(
 /// This run's dead letters, distinct by stage and original bytes (a redelivered message is
 /// dead-lettered again), and their reasons grouped by stage and first rule.
 async fn dead_letters_since(
-    at: &crate::dlq::DlqArgs,
+    at: &Endpoints,
     from: &HashMap<i32, i64>,
 ) -> anyhow::Result<(usize, BTreeMap<String, usize>)> {
     let mut seen = HashSet::new();
@@ -287,7 +269,10 @@ async fn dead_letters_since(
     Ok((seen.len(), reasons))
 }
 
-async fn show_samples(db: &mongodb::Database, store: &StoreArgs) -> anyhow::Result<()> {
+async fn show_samples(
+    db: &mongodb::Database,
+    store: &crate::common::StoreArgs,
+) -> anyhow::Result<()> {
     println!("    a few stored documents:");
     let docs: Vec<Document> = db
         .collection::<Document>(&store.collection)

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use telemetry::sample::{DEFAULT_START_MS, Generator, Rng, rule_body};
 
-use crate::common::{SqsArgs, sqs};
+use crate::common::SqsArgs;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
@@ -253,7 +253,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<Summary> {
         args.base64,
     );
     let mut summary = summarize(&plan);
-    let client = sqs().await;
+    let client = crate::sqs::client().await;
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {

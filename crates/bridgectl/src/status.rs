@@ -2,27 +2,18 @@
 
 use std::time::Duration;
 
-use bridge_common::kafka::KafkaArgs;
 use bson::{Document, doc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use crate::common::{MongoArgs, SqsArgs, StoreArgs, TopicArgs, consumer_config, kafka, mongo, sqs};
-use crate::esm::depth;
+use crate::common::{Endpoints, TopicArgs, consumer_config, kafka, mongo};
+use crate::sqs::{self, depth};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub sqs: SqsArgs,
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    #[command(flatten)]
-    pub topics: TopicArgs,
-    #[command(flatten)]
-    pub mongo: MongoArgs,
-    #[command(flatten)]
-    pub store: StoreArgs,
+    pub at: Endpoints,
     /// One JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -39,6 +30,7 @@ pub struct Status {
 pub struct SqsStatus {
     pub visible: i64,
     pub in_flight: i64,
+    pub delayed: i64,
     pub dlq_depth: Option<i64>,
 }
 
@@ -71,19 +63,19 @@ pub struct MongoStatus {
 }
 
 pub async fn collect(args: &StatusArgs) -> anyhow::Result<Status> {
-    let client = sqs().await;
-    let (visible, in_flight) = depth(&client, &args.sqs.queue_url).await?;
-    let dlq_depth = match &args.sqs.dlq_url {
-        Some(url) => Some(depth(&client, url).await?.0),
+    let client = sqs::client().await;
+    let queue = depth(&client, &args.at.sqs.queue_url).await?;
+    let dlq_depth = match &args.at.sqs.dlq_url {
+        Some(url) => Some(depth(&client, url).await?.visible),
         None => None,
     };
-    let conn = kafka(&args.kafka).await?;
+    let conn = kafka(&args.at.kafka).await?;
     let mut cfg = consumer_config(&conn);
-    cfg.set("group.id", &args.topics.group_id);
-    let topics = args.topics.clone();
+    cfg.set("group.id", &args.at.topics.group_id);
+    let topics = args.at.topics.clone();
     let kafka = tokio::task::spawn_blocking(move || kafka_status(cfg, &topics)).await??;
-    let db = mongo(&args.mongo, &args.kafka.local()).await?;
-    let collection = &args.store.collection;
+    let db = mongo(&args.at.mongo, &args.at.kafka.local()).await?;
+    let collection = &args.at.store.collection;
     let telemetry = db.collection::<Document>(collection);
     let listed = db
         .run_command(doc! {"listCollections": 1, "filter": {"name": collection}, "nameOnly": false})
@@ -108,7 +100,7 @@ pub async fn collect(args: &StatusArgs) -> anyhow::Result<Status> {
         collection_type,
         telemetry_documents: telemetry.count_documents(doc! {}).await?,
         devices: db
-            .collection::<Document>(&args.store.devices_collection)
+            .collection::<Document>(&args.at.store.devices_collection)
             .count_documents(doc! {})
             .await?,
         newest_ts: newest.and_then(|d| {
@@ -119,8 +111,9 @@ pub async fn collect(args: &StatusArgs) -> anyhow::Result<Status> {
     };
     Ok(Status {
         sqs: SqsStatus {
-            visible,
-            in_flight,
+            visible: queue.visible,
+            in_flight: queue.in_flight,
+            delayed: queue.delayed,
             dlq_depth,
         },
         kafka,
@@ -198,9 +191,10 @@ fn partitions(
 
 pub fn print(s: &Status) {
     println!(
-        "SQS      visible {:>8}   in flight {:>8}   DLQ {:>8}",
+        "SQS      visible {:>8}   in flight {:>8}   delayed {:>8}   DLQ {:>8}",
         s.sqs.visible,
         s.sqs.in_flight,
+        s.sqs.delayed,
         s.sqs.dlq_depth.map_or("-".into(), |d| d.to_string())
     );
     println!(

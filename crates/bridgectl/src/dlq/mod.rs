@@ -18,14 +18,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bridge_common::kafka::KafkaArgs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers as _, OwnedMessage};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use telemetry::envelope::header;
 
-use crate::common::{SqsArgs, TopicArgs, consumer_config, kafka, sqs};
+use crate::common::{Endpoints, consumer_config, kafka};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Source {
@@ -44,7 +43,7 @@ pub enum DlqCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
         #[command(flatten)]
-        at: DlqArgs,
+        at: Endpoints,
     },
     /// One dead letter in full: body and every header or attribute.
     Show {
@@ -53,27 +52,17 @@ pub enum DlqCommand {
         /// SQS message id, or Kafka `partition:offset`.
         id: String,
         #[command(flatten)]
-        at: DlqArgs,
+        at: Endpoints,
     },
     /// Send dead letters back into the pipeline (safe to run twice).
     Redrive {
         #[arg(long, value_enum)]
         source: Source,
         #[command(flatten)]
-        at: DlqArgs,
+        at: Endpoints,
         #[command(flatten)]
         redrive: RedriveArgs,
     },
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct DlqArgs {
-    #[command(flatten)]
-    pub sqs: SqsArgs,
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    #[command(flatten)]
-    pub topics: TopicArgs,
 }
 
 pub async fn run(cmd: DlqCommand) -> anyhow::Result<()> {
@@ -197,7 +186,7 @@ pub async fn run(cmd: DlqCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn dlq_url(at: &DlqArgs) -> anyhow::Result<&str> {
+fn dlq_url(at: &Endpoints) -> anyhow::Result<&str> {
     at.sqs
         .dlq_url
         .as_deref()
@@ -205,8 +194,8 @@ fn dlq_url(at: &DlqArgs) -> anyhow::Result<&str> {
 }
 
 /// Reads messages without consuming them: they are made visible again at once.
-async fn peek_sqs(at: &DlqArgs, limit: usize) -> anyhow::Result<Vec<Value>> {
-    let client = sqs().await;
+async fn peek_sqs(at: &Endpoints, limit: usize) -> anyhow::Result<Vec<Value>> {
+    let client = crate::sqs::client().await;
     let url = dlq_url(at)?;
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -219,7 +208,7 @@ async fn peek_sqs(at: &DlqArgs, limit: usize) -> anyhow::Result<Vec<Value>> {
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
             .send()
             .await
-            .map_err(crate::common::aws_err("SQS"))?;
+            .map_err(crate::sqs::aws_err("SQS"))?;
         let fresh: Vec<_> = got
             .messages()
             .iter()
@@ -243,12 +232,12 @@ async fn peek_sqs(at: &DlqArgs, limit: usize) -> anyhow::Result<Vec<Value>> {
 }
 
 /// Every record of the dead-letter topic, read without a consumer group.
-pub async fn read_kafka_dlq(at: &DlqArgs) -> anyhow::Result<Vec<OwnedMessage>> {
+pub async fn read_kafka_dlq(at: &Endpoints) -> anyhow::Result<Vec<OwnedMessage>> {
     read_kafka_dlq_from(at, &HashMap::new()).await
 }
 
 /// The next offset of each partition of the dead-letter topic (to read only what comes after).
-pub async fn kafka_dlq_ends(at: &DlqArgs) -> anyhow::Result<HashMap<i32, i64>> {
+pub async fn kafka_dlq_ends(at: &Endpoints) -> anyhow::Result<HashMap<i32, i64>> {
     let (consumer, topic) = dlq_consumer(at).await?;
     tokio::task::spawn_blocking(move || {
         Ok(watermarks(&consumer, &topic)?
@@ -261,7 +250,7 @@ pub async fn kafka_dlq_ends(at: &DlqArgs) -> anyhow::Result<HashMap<i32, i64>> {
 
 /// The records of the dead-letter topic from `from` (partition -> offset; the start when absent).
 pub async fn read_kafka_dlq_from(
-    at: &DlqArgs,
+    at: &Endpoints,
     from: &HashMap<i32, i64>,
 ) -> anyhow::Result<Vec<OwnedMessage>> {
     let (consumer, topic) = dlq_consumer(at).await?;
@@ -292,7 +281,7 @@ pub async fn read_kafka_dlq_from(
     .await?
 }
 
-async fn dlq_consumer(at: &DlqArgs) -> anyhow::Result<(BaseConsumer, String)> {
+async fn dlq_consumer(at: &Endpoints) -> anyhow::Result<(BaseConsumer, String)> {
     let conn = kafka(&at.kafka).await?;
     let mut cfg = consumer_config(&conn);
     cfg.set("group.id", "bridgectl-dlq-reader");

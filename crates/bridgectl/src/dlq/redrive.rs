@@ -20,9 +20,9 @@ use rdkafka::{Message as _, Offset, TopicPartitionList};
 use serde::Serialize;
 use telemetry::redrive::Origin;
 
-use super::DlqArgs;
 use super::plan::{DeadLetter, Filter, Plan, Policy, Target, decide};
-use crate::common::{consumer_config, kafka, sqs};
+use crate::common::Endpoints;
+use crate::common::{consumer_config, kafka};
 
 /// Sends in flight at once: enough to hide the round trips, few enough for an emulator.
 const WINDOW: usize = 64;
@@ -100,7 +100,7 @@ impl RedriveReport {
     }
 }
 
-pub async fn redrive_kafka(at: &DlqArgs, args: &RedriveArgs) -> anyhow::Result<RedriveReport> {
+pub async fn redrive_kafka(at: &Endpoints, args: &RedriveArgs) -> anyhow::Result<RedriveReport> {
     let conn = kafka(&at.kafka).await?;
     let dlq = at.topics.dlq_topic.clone();
     let ledger_topic = args
@@ -124,7 +124,7 @@ pub async fn redrive_kafka(at: &DlqArgs, args: &RedriveArgs) -> anyhow::Result<R
     let producer: FutureProducer = conn
         .producer_config(SEND_TIMEOUT.as_millis() as u64, 5)
         .create()?;
-    let sqs_client = sqs().await;
+    let sqs_client = crate::sqs::client().await;
     let mut report = RedriveReport {
         dry_run: args.dry_run,
         ..RedriveReport::default()
@@ -240,7 +240,7 @@ impl Send {
         self,
         producer: &FutureProducer,
         sqs: &aws_sdk_sqs::Client,
-        at: &DlqArgs,
+        at: &Endpoints,
         ledger_topic: &str,
     ) -> anyhow::Result<(Target, bool)> {
         let to = match self.plan.target {
@@ -282,7 +282,7 @@ impl Send {
                 tokio::time::timeout(SEND_TIMEOUT, send.send())
                     .await
                     .context("SQS SendMessage timed out")?
-                    .map_err(crate::common::aws_err("SQS SendMessage"))?;
+                    .map_err(crate::sqs::aws_err("SQS SendMessage"))?;
                 format!("sqs:{}", at.sqs.queue_url)
             }
         };

@@ -3,17 +3,11 @@
 //! duplicate (stored once downstream), never lose. A delete SQS refuses is retried;
 //! one that still fails is reported, since that message will be redriven again.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use anyhow::Context as _;
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
-    SendMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, SendMessageBatchRequestEntry};
 
-use super::DlqArgs;
-use crate::common::{aws_err, sqs};
+use crate::common::Endpoints;
+use crate::sqs::{self, aws_err};
 
 /// Receipt handles stay valid while the messages are invisible to others.
 const VISIBILITY_S: i32 = 120;
@@ -29,8 +23,8 @@ pub struct SqsRedrive {
     pub not_deleted: usize,
 }
 
-pub async fn redrive_sqs(at: &DlqArgs) -> anyhow::Result<SqsRedrive> {
-    let client = sqs().await;
+pub async fn redrive_sqs(at: &Endpoints) -> anyhow::Result<SqsRedrive> {
+    let client = sqs::client().await;
     let dlq = at
         .sqs
         .dlq_url
@@ -73,17 +67,17 @@ pub async fn redrive_sqs(at: &DlqArgs) -> anyhow::Result<SqsRedrive> {
             );
         }
         out.not_sent += sent.failed().len();
-        let handles: HashMap<String, String> = sent
+        let handles: Vec<(String, String)> = sent
             .successful()
             .iter()
             .filter_map(|s| {
-                let i: usize = s.id().parse().ok()?;
-                Some((s.id().to_owned(), msgs.get(i)?.receipt_handle()?.to_owned()))
+                let m = msgs.get(s.id().parse::<usize>().ok()?)?;
+                Some((m.message_id()?.to_owned(), m.receipt_handle()?.to_owned()))
             })
             .collect();
-        let undeleted = delete_all(&client, dlq, handles).await?;
-        out.moved += sent.successful().len() - undeleted;
-        out.not_deleted += undeleted;
+        let deleted = sqs::delete(&client, dlq, &handles, DELETE_ATTEMPTS).await?;
+        out.moved += sent.successful().len() - deleted.failed;
+        out.not_deleted += deleted.failed;
     }
 }
 
@@ -106,50 +100,4 @@ fn send_entry(i: usize, m: &Message) -> anyhow::Result<SendMessageBatchRequestEn
         );
     }
     Ok(entry.build()?)
-}
-
-/// Deletes every (entry id -> receipt handle), retrying the entries SQS reports as
-/// failed. Returns how many still failed after the last attempt.
-async fn delete_all(
-    client: &aws_sdk_sqs::Client,
-    queue: &str,
-    mut pending: HashMap<String, String>,
-) -> anyhow::Result<usize> {
-    let mut given_up = 0;
-    for attempt in 1..=DELETE_ATTEMPTS {
-        if pending.is_empty() {
-            break;
-        }
-        let entries = pending
-            .iter()
-            .map(|(id, handle)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(id)
-                    .receipt_handle(handle)
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let out = client
-            .delete_message_batch()
-            .queue_url(queue)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(aws_err("SQS DeleteMessageBatch"))?;
-        for ok in out.successful() {
-            pending.remove(ok.id());
-        }
-        for f in out.failed() {
-            tracing::warn!(id = f.id(), code = f.code(), attempt, "DLQ delete failed");
-            if f.sender_fault() {
-                // A bad receipt handle does not heal: retrying cannot help.
-                pending.remove(f.id());
-                given_up += 1;
-            }
-        }
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-        }
-    }
-    Ok(given_up + pending.len())
 }

@@ -12,17 +12,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
-};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sqs_to_kafka::Bridge;
 
-use crate::common::{SqsArgs, parse_duration, sqs};
+use crate::common::{SqsArgs, parse_duration};
+use crate::sqs;
 
 mod scaling;
 use scaling::Pollers;
+
+/// A delete SQS fails for a passing reason is tried again before the record is left
+/// to come back (it would only be stored once more, idempotently).
+const DELETE_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EsmArgs {
@@ -182,8 +185,8 @@ pub async fn run(
         args.max_concurrency,
         args.concurrency
     );
-    let client = sqs().await;
-    let arn = queue_arn(&client, &args.sqs.queue_url).await?;
+    let client = sqs::client().await;
+    let arn = sqs::queue_arn(&client, &args.sqs.queue_url).await?;
     let region = client
         .config()
         .region()
@@ -249,8 +252,8 @@ pub async fn run(
                 let _ = stop_tx.send(true);
             }
             _ = scale.tick(), if !*stop_tx.borrow() && shared.pollers.can_grow() => {
-                let visible = match depth(&shared.client, &shared.args.sqs.queue_url).await {
-                    Ok((visible, _)) => u64::try_from(visible).unwrap_or(0),
+                let visible = match sqs::depth(&shared.client, &shared.args.sqs.queue_url).await {
+                    Ok(d) => u64::try_from(d.visible).unwrap_or(0),
                     Err(e) => {
                         tracing::warn!(error = %e, "queue depth unknown; not scaling this step");
                         0
@@ -358,14 +361,15 @@ async fn poll(
         let (receive_ms, invoking) = (receiving.elapsed().as_millis(), Instant::now());
         let failed = s.invoker.invoke(batch, s.args.function_timeout).await;
         let (invoke_ms, deleting) = (invoking.elapsed().as_millis(), Instant::now());
-        let done: Vec<(&String, &String)> = handles
+        let done: Vec<(String, String)> = handles
             .iter()
             .filter(|(id, _)| !failed.contains(*id))
+            .map(|(id, h)| (id.clone(), h.clone()))
             .collect();
-        s.deleted.fetch_add(
-            delete(&s.client, queue, &done).await? as u64,
-            Ordering::SeqCst,
-        );
+        // An undeleted success is only delivered again (and deduplicated downstream).
+        let deleted = sqs::delete(&s.client, queue, &done, DELETE_ATTEMPTS).await?;
+        s.deleted
+            .fetch_add(deleted.deleted as u64, Ordering::SeqCst);
         s.failed.fetch_add(failed.len() as u64, Ordering::SeqCst);
         s.progress.set_message(format!(
             "{} invocations, {} records, {} deleted, {} failed (retried by SQS)",
@@ -418,12 +422,10 @@ async fn receive_batch(
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(crate::common::aws_err(&format!(
-                "ReceiveMessage on {queue}"
-            )))?;
+            .map_err(sqs::aws_err(&format!("ReceiveMessage on {queue}")))?;
         let n = got.messages().len();
         for m in got.messages() {
-            let record = to_event_record(m, arn, region);
+            let record = sqs::to_event_record(m, arn, region);
             // A record whose visibility ran out while the window was open comes back:
             // it stays in the batch once, with its newest receipt handle (the one that deletes).
             match seen.get(&record.message_id) {
@@ -444,118 +446,8 @@ async fn receive_batch(
     }
 }
 
-/// An SQS API message in the shape the Lambda event carries it.
-pub fn to_event_record(m: &aws_sdk_sqs::types::Message, arn: &str, region: &str) -> SqsMessage {
-    let mut r = SqsMessage::default();
-    r.message_id = m.message_id().map(str::to_owned);
-    r.receipt_handle = m.receipt_handle().map(str::to_owned);
-    r.body = m.body().map(str::to_owned);
-    r.md5_of_body = m.md5_of_body().map(str::to_owned);
-    r.attributes = m
-        .attributes()
-        .map(|a| {
-            a.iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    r.message_attributes = m
-        .message_attributes()
-        .map(|a| {
-            a.iter()
-                .map(|(k, v)| {
-                    let mut attr = aws_lambda_events::sqs::SqsMessageAttribute::default();
-                    attr.string_value = v.string_value().map(str::to_owned);
-                    attr.data_type = Some(v.data_type().to_owned());
-                    (k.clone(), attr)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    r.md5_of_message_attributes = m.md5_of_message_attributes().map(str::to_owned);
-    r.event_source = Some("aws:sqs".into());
-    r.event_source_arn = Some(arn.to_owned());
-    r.aws_region = Some(region.to_owned());
-    r
-}
-
-pub(crate) async fn delete(
-    client: &aws_sdk_sqs::Client,
-    queue: &str,
-    done: &[(&String, &String)],
-) -> anyhow::Result<usize> {
-    let mut deleted = 0;
-    for chunk in done.chunks(10) {
-        let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (_, handle))| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(*handle)
-                    .build()
-                    .ok()
-            })
-            .collect();
-        let out = client
-            .delete_message_batch()
-            .queue_url(queue)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(crate::common::aws_err("DeleteMessageBatch"))?;
-        // An undeleted success is only delivered again (and deduplicated downstream).
-        for f in out.failed() {
-            tracing::warn!(
-                id = f.id(),
-                code = f.code(),
-                "delete failed; the record will be delivered again"
-            );
-        }
-        deleted += out.successful().len();
-    }
-    Ok(deleted)
-}
-
-pub async fn queue_arn(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<String> {
-    let attrs = client
-        .get_queue_attributes()
-        .queue_url(queue)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(crate::common::aws_err(&format!("queue {queue}")))?;
-    Ok(attrs
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .cloned()
-        .unwrap_or_default())
-}
-
-/// (visible, in flight) messages, as SQS approximates them.
-pub async fn depth(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<(i64, i64)> {
-    let out = client
-        .get_queue_attributes()
-        .queue_url(queue)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .map_err(crate::common::aws_err(&format!("queue {queue}")))?;
-    let get = |name: QueueAttributeName| -> i64 {
-        out.attributes()
-            .and_then(|a| a.get(&name))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((
-        get(QueueAttributeName::ApproximateNumberOfMessages),
-        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-    ))
-}
-
 async fn drained(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<bool> {
-    Ok(depth(client, queue).await? == (0, 0))
+    Ok(sqs::depth(client, queue).await?.is_empty())
 }
 
 #[cfg(test)]

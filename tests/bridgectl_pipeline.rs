@@ -79,7 +79,7 @@ impl Pipeline {
 
     /// Runs bridgectl; returns stdout, failing the test on a non-zero exit.
     fn bridgectl(&self, args: &[&str], extra_env: &[(&str, &str)]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_bridgectl"))
+        let out = Command::new(env!("CARGO_BIN_EXE_bridgectl-under-test"))
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

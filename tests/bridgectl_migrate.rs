@@ -43,7 +43,7 @@ async fn fill(db: &Database, name: &str, docs: &[RawDocumentBuf]) {
 
 /// Runs `bridgectl migrate-timeseries ARGS` on `db` with the stack's environment.
 fn migrate(db: &Database, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bridgectl"))
+    Command::new(env!("CARGO_BIN_EXE_bridgectl-under-test"))
         .arg("migrate-timeseries")
         .args(args)
         .env_clear()
@@ -380,7 +380,7 @@ async fn ctrl_c_stops_after_a_checkpoint_and_the_next_run_resumes_there() {
     let db = testkit::mongo::fresh_database("migrate").await;
     let source = regular_documents(2_500);
     fill(&db, SOURCE, &source).await;
-    let child = Command::new(env!("CARGO_BIN_EXE_bridgectl"))
+    let child = Command::new(env!("CARGO_BIN_EXE_bridgectl-under-test"))
         .args([
             "migrate-timeseries",
             "--to",

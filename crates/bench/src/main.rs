@@ -1,14 +1,21 @@
-//! Benchmarks. Each measures a ratio against a ceiling taken in the same run, and
-//! ends with one `RESULT key=value ...` line.
+//! `bench`: the benchmarks (`make bench-*`). Each measures a ratio against a ceiling
+//! taken in the same run, and ends with one `RESULT key=value ...` line. They need the
+//! local stack (`infra/local/stack up`), so they live apart from the operator's CLI.
 
-pub mod e2e;
+mod e2e;
 mod e2e_sqs;
-pub mod lambda;
-pub mod storage;
-pub mod writer;
+mod lambda;
+mod storage;
+mod writer;
 
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum BenchCommand {
+use clap::Parser as _;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    version,
+    about = "Benchmarks of the IoT ingestion bridge against the local stack"
+)]
+enum BenchCommand {
     /// The Lambda handler against a raw producer; warm overhead; cold init; zip size; RSS.
     Lambda(lambda::LambdaBenchArgs),
     /// The writer against a raw consumer and a raw insert_many; partition scaling; RSS.
@@ -19,7 +26,10 @@ pub enum BenchCommand {
     Storage(storage::StorageBenchArgs),
 }
 
-pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cmd = BenchCommand::parse();
+    bridge_common::logging::init_json_with_default("warn");
     match cmd {
         BenchCommand::Lambda(a) => lambda::run(a).await,
         BenchCommand::Writer(a) => writer::run(a).await,

@@ -1,4 +1,4 @@
-//! `bridgectl bench storage`: what the same measurements take in MongoDB in each
+//! `bench storage`: what the same measurements take in MongoDB in each
 //! collection type (the server's `collStats`: data size, storage size, index size),
 //! inserted as the writer stores them.
 

@@ -1,4 +1,4 @@
-//! `bridgectl bench lambda`: the sqs-to-kafka handler against a raw rdkafka
+//! `bench lambda`: the sqs-to-kafka handler against a raw rdkafka
 //! producer sending the same records to the same broker in the same run; warm
 //! per-invocation overhead; cold init of the release binary under a Runtime API
 //! emulator; zip size; peak RSS.
@@ -22,7 +22,7 @@ use serde_json::Value;
 use telemetry::sample::{DEFAULT_START_MS, Generator, Rng, rule_body, sqs_record};
 use testkit::process::{Server, TempDir};
 
-use crate::common::percentile;
+use bridgectl::common::percentile;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LambdaBenchArgs {

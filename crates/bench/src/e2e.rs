@@ -1,4 +1,4 @@
-//! `bridgectl bench e2e`: latency from the SQS send to the document being visible
+//! `bench e2e`: latency from the SQS send to the document being visible
 //! in MongoDB (a change stream reports each insert), while the local event-source
 //! mapping (with the sqs-to-kafka handler) and the writer run, at a fixed rate.
 //! First, the floor: SQS alone (send -> receive -> delete) at the same rate, so a
@@ -16,8 +16,9 @@ use serde_json::json;
 use testkit::{StackEnv, unique};
 
 use super::e2e_sqs::{Clock, create_queue, latencies, latency_by_key, send_paced, sqs_floor};
-use crate::common::{parse_duration, percentile, sqs};
-use crate::esm::EsmArgs;
+use bridgectl::common::{parse_duration, percentile};
+use bridgectl::esm::EsmArgs;
+use bridgectl::sqs;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct E2eBenchArgs {
@@ -103,7 +104,7 @@ async fn stage_split(
 
 pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
     let env = StackEnv::get();
-    let client = sqs().await;
+    let client = sqs::client().await;
     let floor_secs = args.duration.min(Duration::from_secs(10));
     let floor = sqs_floor(&client, args.rate, floor_secs, args.pollers).await?;
     println!(
@@ -196,7 +197,7 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         &dlq_topic,
     ])?;
     let esm_args = EsmArgs {
-        sqs: crate::common::SqsArgs {
+        sqs: bridgectl::common::SqsArgs {
             queue_url: queue_url.clone(),
             dlq_url: None,
         },
@@ -214,7 +215,7 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         json: true,
     };
     let (stop_esm, esm_stopped) = tokio::sync::oneshot::channel::<()>();
-    let esm = tokio::spawn(crate::esm::run(esm_args, Some(lambda), async {
+    let esm = tokio::spawn(bridgectl::esm::run(esm_args, Some(lambda), async {
         let _ = esm_stopped.await;
     }));
 

@@ -63,7 +63,7 @@ pub async fn send_paced(
                 .await;
             drop(permit);
             out.map(drop)
-                .map_err(crate::common::aws_err("SendMessageBatch"))
+                .map_err(bridgectl::sqs::aws_err("SendMessageBatch"))
         });
     }
     while let Some(r) = sends.join_next().await {
@@ -101,8 +101,9 @@ pub async fn create_queue(
             .queue_name(format!("{name}-dlq"))
             .send()
             .await
-            .map_err(crate::common::aws_err("CreateQueue"))?;
-        let dlq_arn = crate::esm::queue_arn(client, dlq.queue_url().unwrap_or_default()).await?;
+            .map_err(bridgectl::sqs::aws_err("CreateQueue"))?;
+        let dlq_arn =
+            bridgectl::sqs::queue_arn(client, dlq.queue_url().unwrap_or_default()).await?;
         create = create.attributes(
             QueueAttributeName::RedrivePolicy,
             json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}).to_string(),
@@ -111,7 +112,7 @@ pub async fn create_queue(
     let out = create
         .send()
         .await
-        .map_err(crate::common::aws_err("CreateQueue"))?;
+        .map_err(bridgectl::sqs::aws_err("CreateQueue"))?;
     Ok(out.queue_url().unwrap_or_default().to_owned())
 }
 
@@ -145,7 +146,7 @@ pub async fn sqs_floor(
                     .wait_time_seconds(1)
                     .send()
                     .await
-                    .map_err(crate::common::aws_err("ReceiveMessage"))?;
+                    .map_err(bridgectl::sqs::aws_err("ReceiveMessage"))?;
                 let now = Instant::now();
                 let mut handles = Vec::new();
                 for m in got.messages() {
@@ -156,8 +157,7 @@ pub async fn sqs_floor(
                         .insert(body.clone(), now);
                     handles.push((body, m.receipt_handle().unwrap_or_default().to_owned()));
                 }
-                let done: Vec<(&String, &String)> = handles.iter().map(|(b, h)| (b, h)).collect();
-                crate::esm::delete(&client, &url, &done).await?;
+                bridgectl::sqs::delete(&client, &url, &handles, 1).await?;
             }
             anyhow::Ok(())
         });

@@ -1,4 +1,4 @@
-//! `bridgectl bench writer`: the writer (release binary, its own process) draining
+//! `bench writer`: the writer (release binary, its own process) draining
 //! a 6-partition topic into MongoDB, against the pipeline's ceiling measured in the
 //! same run: the lower of a raw rdkafka consumer draining the same topic and a raw
 //! insert_many of the same documents into the same server, by one client per

@@ -1,0 +1,13 @@
+//! `bridgectl`'s commands as a library: the binary (`main.rs`) runs [`cli::main`], the
+//! bench crate drives the same event-source mapping and SQS helpers, and the stack tests
+//! (`tests/`) build the same command line as their own binary.
+
+pub mod cli;
+pub mod common;
+pub mod demo;
+pub mod dlq;
+pub mod esm;
+pub mod migrate;
+pub mod replay;
+pub mod sqs;
+pub mod status;
