@@ -10,12 +10,14 @@ STACK := infra/local/stack
 demo:
 	infra/local/demo
 
-## Install (first time ~25 min, cached) and start the local stack, then run every test against it:
-## the Rust tests, the Lambda zips, the cargo-lambda watch/invoke path, and the Terraform checks.
-test: stack-up
+## The unit tier first (no services), then install (first time ~25 min, cached) and start the local
+## stack and run every stack test: the Rust integration tests, the Lambda zips, the cargo-lambda
+## watch/invoke path, and the Terraform checks.
+test: unit
+	$(MAKE) stack-up
 	infra/local/moto-fast-check
 	$(MAKE) image-amd64
-	cargo test --workspace --locked --no-fail-fast
+	cargo test --workspace --locked --no-fail-fast --test '*'
 	$(MAKE) fuzz FUZZ_SECONDS=20
 	$(MAKE) lambda lambda-invoke-check terraform-check compose-check
 
@@ -96,9 +98,9 @@ chaos: stack-up
 	  CHAOS_MESSAGES=$(or $(MESSAGES),200000) CHAOS_DEVICES=200 CHAOS_KILLS=5 CHAOS_JOINS=3 \
 	  cargo test --locked -p kafka-to-mongo --test chaos -- --nocapture
 
-## Tests of pure logic only: no services needed.
+## Every crate's unit tests, doc tests and the pure integration tests: no services, no stack variables.
 unit:
-	cargo test --locked -p telemetry
+	infra/local/unit
 
 stack-up:
 	$(STACK) up

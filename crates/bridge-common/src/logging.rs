@@ -19,3 +19,24 @@ pub fn init_json_with_default(level: &str) {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// As [`init_json_with_default`], into `path` (appended, parent directories created):
+/// for a command whose screen is for people, like `bridgectl demo`.
+pub fn init_json_to_file(path: &std::path::Path, level: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_target(true)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Ok(())
+}

@@ -79,7 +79,11 @@ enum Generate {
 /// binary (`tests/bridgectl_under_test.rs`).
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    bridge_common::logging::init_json_with_default("warn");
+    match &cli.command {
+        Command::Demo(args) => bridge_common::logging::init_json_to_file(&args.log_file, "info")
+            .with_context(|| format!("log file {}", args.log_file.display()))?,
+        _ => bridge_common::logging::init_json_with_default("warn"),
+    }
     match cli.command {
         Command::Replay(args) => {
             let json = args.json;

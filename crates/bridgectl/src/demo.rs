@@ -5,6 +5,7 @@
 //! what happened, and fails unless every count is exactly as expected.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -31,8 +32,48 @@ pub struct DemoArgs {
     /// How long the pipeline may take to settle.
     #[arg(long, default_value = "180s", value_parser = crate::common::parse_duration)]
     pub settle_timeout: Duration,
+    /// Where the in-process components (the Lambda handler, the event-source mapping) log:
+    /// the screen keeps to the steps and the summary.
+    #[arg(long, default_value = ".stack/logs/bridgectl-demo.log")]
+    pub log_file: PathBuf,
+    /// A step done before this command (by `make demo`), as NAME=SECONDS, shown in the
+    /// summary's timings.
+    #[arg(long = "prior-step", value_name = "NAME=SECONDS", hide = true, value_parser = prior_step)]
+    pub prior_steps: Vec<(String, f64)>,
     #[command(flatten)]
     pub at: Endpoints,
+}
+
+fn prior_step(s: &str) -> Result<(String, f64), String> {
+    let (name, secs) = s.split_once('=').ok_or("expected NAME=SECONDS")?;
+    let secs: f64 = secs.parse().map_err(|e| format!("{secs:?}: {e}"))?;
+    Ok((name.to_owned(), secs))
+}
+
+/// Each step's name and how long it took, for the summary.
+#[derive(Default)]
+struct Steps(Vec<(String, f64)>);
+
+impl Steps {
+    fn begin(&self, n: usize, what: &str) -> Instant {
+        println!("{n}/4 {what} ...");
+        Instant::now()
+    }
+
+    fn end(&mut self, name: &str, started: Instant) {
+        let secs = started.elapsed().as_secs_f64();
+        println!("    done in {secs:.1} s");
+        self.0.push((name.to_owned(), secs));
+    }
+
+    fn print(&self) {
+        let total: f64 = self.0.iter().map(|(_, s)| s).sum();
+        println!("    timings:");
+        for (name, secs) in &self.0 {
+            println!("      {name:<34} {secs:>7.1} s");
+        }
+        println!("      {:<34} {total:>7.1} s", "total");
+    }
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -61,14 +102,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let leftovers = status::collect(&status_args)
         .await
         .context("reading the pipeline's state (is the stack up?)")?;
+    let mut steps = Steps(args.prior_steps.clone());
     if leftovers.sqs.visible + leftovers.sqs.in_flight > 0 || leftovers.kafka.total_lag > 0 {
-        println!(
-            "0/4 settling what was already in the pipeline ({} messages in SQS, writer lag {}) ...",
-            leftovers.sqs.visible + leftovers.sqs.in_flight,
-            leftovers.kafka.total_lag
+        let started = steps.begin(
+            0,
+            &format!(
+                "settling what was already in the pipeline ({} messages in SQS, writer lag {})",
+                leftovers.sqs.visible + leftovers.sqs.in_flight,
+                leftovers.kafka.total_lag
+            ),
         );
         crate::esm::run(esm.clone(), Some(lambda.clone()), std::future::pending()).await?;
         wait_for_no_lag(&status_args, args.settle_timeout).await?;
+        steps.end("settle what was already there", started);
     }
     let before = status::collect(&status_args).await?;
     let replay_args = ReplayArgs {
@@ -102,22 +148,33 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let already = existing_keys(&telemetry_coll, &keys).await?;
     let dlq_before = crate::dlq::kafka_dlq_ends(&args.at).await?;
 
-    println!("1/4 replaying {} through SQS ...", args.inputs.join(" "));
+    let started = steps.begin(
+        1,
+        &format!("replaying {} through SQS", args.inputs.join(" ")),
+    );
     let sent = crate::replay::run(replay_args).await?;
     crate::replay::print(&sent, false);
+    steps.end("replay through SQS", started);
 
-    println!("2/4 local event-source mapping: SQS -> sqs-to-kafka handler -> Kafka ...");
+    let started = steps.begin(
+        2,
+        "local event-source mapping: SQS -> sqs-to-kafka handler -> Kafka",
+    );
     let esm = EsmArgs { json: false, ..esm };
     let invoked: EsmSummary = crate::esm::run(esm, Some(lambda), std::future::pending()).await?;
     println!(
         "    {} invocations, {} records, {} deleted, {} reported failed",
         invoked.invocations, invoked.received, invoked.deleted, invoked.failed
     );
+    steps.end("event-source mapping and Lambda", started);
 
     let expected_docs = before.mongodb.telemetry_documents + (sent.unique_keys - already) as u64;
     let expected_dlq = before.kafka.dlq_records + sent.invalid as i64;
-    println!(
-        "3/4 waiting for the writer: {expected_docs} documents, {expected_dlq} dead letters, lag 0 ..."
+    let started = steps.begin(
+        3,
+        &format!(
+            "waiting for the writer: {expected_docs} documents, {expected_dlq} dead letters, lag 0"
+        ),
     );
     let after = settle(
         &status_args,
@@ -134,10 +191,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
 
+    steps.end("writer to MongoDB (settled)", started);
+
     println!("4/4 summary");
     let dead_records = after.kafka.dlq_records - before.kafka.dlq_records;
     report(&sent, &before, &after, already, dead_records, reasons);
     show_samples(&db, &args.at.store).await?;
+    steps.print();
+    println!(
+        "    logs: {} (this command), {} (the stack and the writer)",
+        args.log_file.display(),
+        args.log_file
+            .parent()
+            .map_or_else(|| ".".into(), |p| p.display().to_string())
+    );
     println!(
         "demo OK: every count is exactly as expected. Run it again: the stored count will not change."
     );
@@ -177,8 +244,21 @@ async fn settle(
     timeout: Duration,
 ) -> anyhow::Result<Status> {
     let started = Instant::now();
+    // Drawn only on a terminal; a log or CI keeps the step lines alone.
+    let bar = indicatif::ProgressBar::new(docs).with_style(
+        indicatif::ProgressStyle::with_template(
+            "    [{bar:30}] {pos}/{len} documents, {msg} ({elapsed})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
     loop {
         let s = status::collect(args).await?;
+        bar.set_position(s.mongodb.telemetry_documents);
+        bar.set_message(format!(
+            "{}/{dlq} dead letters, lag {}",
+            s.kafka.dlq_records, s.kafka.total_lag
+        ));
         if s.mongodb.telemetry_documents > docs {
             bail!(
                 "more documents than expected: {} (expected {docs})",
@@ -189,6 +269,7 @@ async fn settle(
             && s.kafka.dlq_records >= dlq
             && s.kafka.total_lag == 0
         {
+            bar.finish_and_clear();
             return Ok(s);
         }
         if started.elapsed() > timeout {
