@@ -41,6 +41,8 @@ enum Command {
     /// List, show and redrive dead letters (SQS DLQ and Kafka dead-letter topic).
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// The ops console in a browser: flow, lag, dead letters, redrive, devices.
+    Console(crate::console::ConsoleArgs),
     /// The demo: replay sample events end to end and check every count.
     Demo(demo::DemoArgs),
     /// Generate deterministic sample traffic.
@@ -118,6 +120,12 @@ pub async fn main() -> anyhow::Result<()> {
         }
         Command::Dlq(cmd) => dlq::run(cmd).await?,
         Command::Demo(args) => demo::run(args).await?,
+        Command::Console(args) => {
+            crate::console::run(args, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?
+        }
         Command::Migrate(args) => migrate::run(args).await?,
         Command::Generate(Generate::Iot {
             devices,

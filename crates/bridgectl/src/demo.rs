@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use bson::{Document, doc};
 use futures::TryStreamExt as _;
-use serde_json::Value;
 
 use crate::common::Endpoints;
 use crate::esm::{EsmArgs, EsmSummary};
@@ -331,21 +330,10 @@ async fn dead_letters_since(
         use rdkafka::Message as _;
         let h = |name: &str| crate::dlq::kafka_header(&m, name);
         let stage = h(telemetry::envelope::header::DLQ_STAGE).unwrap_or_default();
-        if !seen.insert((stage.clone(), m.payload().unwrap_or_default().to_vec())) {
+        if !seen.insert((stage, m.payload().unwrap_or_default().to_vec())) {
             continue;
         }
-        let rules: Vec<Value> = h(telemetry::envelope::header::DLQ_VIOLATIONS)
-            .and_then(|v| serde_json::from_str(&v).ok())
-            .unwrap_or_default();
-        let rule = match rules.first() {
-            Some(r) => format!(
-                "{} at {}",
-                r["rule"].as_str().unwrap_or_default(),
-                r["path"].as_str().unwrap_or_default()
-            ),
-            None => h(telemetry::envelope::header::DLQ_KIND).unwrap_or_default(),
-        };
-        *reasons.entry(format!("{stage}: {rule}")).or_default() += 1;
+        *reasons.entry(crate::dlq::reason(&m)).or_default() += 1;
     }
     Ok((seen.len(), reasons))
 }

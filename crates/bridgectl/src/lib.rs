@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod common;
+pub mod console;
 pub mod demo;
 pub mod dlq;
 pub mod esm;

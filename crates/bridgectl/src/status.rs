@@ -7,7 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use crate::common::{Endpoints, TopicArgs, consumer_config, kafka, mongo};
+use crate::common::{Endpoints, StoreArgs, TopicArgs, consumer_config, kafka, mongo};
 use crate::sqs::{self, depth};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -37,6 +37,7 @@ pub struct SqsStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionStatus {
     pub partition: i32,
+    pub low_watermark: i64,
     pub high_watermark: i64,
     /// The group's committed offset; None before its first commit.
     pub committed: Option<i64>,
@@ -75,40 +76,7 @@ pub async fn collect(args: &StatusArgs) -> anyhow::Result<Status> {
     let topics = args.at.topics.clone();
     let kafka = tokio::task::spawn_blocking(move || kafka_status(cfg, &topics)).await??;
     let db = mongo(&args.at.mongo, &args.at.kafka.local()).await?;
-    let collection = &args.at.store.collection;
-    let telemetry = db.collection::<Document>(collection);
-    let listed = db
-        .run_command(doc! {"listCollections": 1, "filter": {"name": collection}, "nameOnly": false})
-        .await?;
-    let collection_type = listed
-        .get_document("cursor")
-        .ok()
-        .and_then(|c| c.get_array("firstBatch").ok())
-        .and_then(|b| b.first())
-        .and_then(|e| e.as_document())
-        .map_or("missing", |e| match e.get_str("type") {
-            Ok("timeseries") => "timeseries",
-            _ => "regular",
-        })
-        .to_owned();
-    let newest = telemetry
-        .find_one(doc! {})
-        .sort(doc! {"ts": -1})
-        .projection(doc! {"ts": 1})
-        .await?;
-    let mongodb = MongoStatus {
-        collection_type,
-        telemetry_documents: telemetry.count_documents(doc! {}).await?,
-        devices: db
-            .collection::<Document>(&args.at.store.devices_collection)
-            .count_documents(doc! {})
-            .await?,
-        newest_ts: newest.and_then(|d| {
-            d.get_datetime("ts")
-                .ok()
-                .map(|t| t.try_to_rfc3339_string().unwrap_or_default())
-        }),
-    };
+    let mongodb = mongo_status(&db, &args.at.store).await?;
     Ok(Status {
         sqs: SqsStatus {
             visible: queue.visible,
@@ -119,6 +87,52 @@ pub async fn collect(args: &StatusArgs) -> anyhow::Result<Status> {
         kafka,
         mongodb,
     })
+}
+
+/// "regular", "timeseries" or "missing".
+pub async fn collection_type(db: &mongodb::Database, name: &str) -> anyhow::Result<&'static str> {
+    let listed = db
+        .run_command(doc! {"listCollections": 1, "filter": {"name": name}, "nameOnly": false})
+        .await?;
+    Ok(listed
+        .get_document("cursor")
+        .ok()
+        .and_then(|c| c.get_array("firstBatch").ok())
+        .and_then(|b| b.first())
+        .and_then(|e| e.as_document())
+        .map_or("missing", |e| match e.get_str("type") {
+            Ok("timeseries") => "timeseries",
+            _ => "regular",
+        }))
+}
+
+/// The telemetry collection's type and size, and the devices' count.
+pub async fn mongo_status(
+    db: &mongodb::Database,
+    store: &StoreArgs,
+) -> anyhow::Result<MongoStatus> {
+    let collection = &store.collection;
+    let telemetry = db.collection::<Document>(collection);
+    let collection_type = collection_type(db, collection).await?.to_owned();
+    let newest = telemetry
+        .find_one(doc! {})
+        .sort(doc! {"ts": -1})
+        .projection(doc! {"ts": 1})
+        .await?;
+    let mongodb = MongoStatus {
+        collection_type,
+        telemetry_documents: telemetry.count_documents(doc! {}).await?,
+        devices: db
+            .collection::<Document>(&store.devices_collection)
+            .count_documents(doc! {})
+            .await?,
+        newest_ts: newest.and_then(|d| {
+            d.get_datetime("ts")
+                .ok()
+                .map(|t| t.try_to_rfc3339_string().unwrap_or_default())
+        }),
+    };
+    Ok(mongodb)
 }
 
 fn kafka_status(cfg: rdkafka::ClientConfig, topics: &TopicArgs) -> anyhow::Result<KafkaStatus> {
@@ -159,7 +173,9 @@ fn partitions_raw(
     Ok(out)
 }
 
-fn partitions(
+/// The partitions of `topic` with the committed offsets of the consumer's group and the lag
+/// (the whole backlog where the group has not committed).
+pub fn partitions(
     consumer: &BaseConsumer,
     topic: &str,
     timeout: Duration,
@@ -180,6 +196,7 @@ fn partitions(
             });
         out.push(PartitionStatus {
             partition: p,
+            low_watermark: lo,
             high_watermark: hi,
             committed: c,
             lag: hi - c.unwrap_or(lo),

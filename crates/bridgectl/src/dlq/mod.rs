@@ -7,8 +7,8 @@
 //!   ledger topic lists what was sent, and a record that fails again comes back marked
 //!   (`plan.rs`); replays are harmless anyway, since the idempotency key dedupes.
 
-mod plan;
-mod redrive;
+pub mod plan;
+pub mod redrive;
 mod sqs;
 
 pub use redrive::{RedriveArgs, redrive_kafka};
@@ -194,7 +194,7 @@ fn dlq_url(at: &Endpoints) -> anyhow::Result<&str> {
 }
 
 /// Reads messages without consuming them: they are made visible again at once.
-async fn peek_sqs(at: &Endpoints, limit: usize) -> anyhow::Result<Vec<Value>> {
+pub async fn peek_sqs(at: &Endpoints, limit: usize) -> anyhow::Result<Vec<Value>> {
     let client = crate::sqs::client().await;
     let url = dlq_url(at)?;
     let mut out = Vec::new();
@@ -238,11 +238,20 @@ pub async fn read_kafka_dlq(at: &Endpoints) -> anyhow::Result<Vec<OwnedMessage>>
 
 /// The next offset of each partition of the dead-letter topic (to read only what comes after).
 pub async fn kafka_dlq_ends(at: &Endpoints) -> anyhow::Result<HashMap<i32, i64>> {
+    Ok(kafka_dlq_marks(at)
+        .await?
+        .into_iter()
+        .map(|(p, (_, hi))| (p, hi))
+        .collect())
+}
+
+/// partition -> (low, high) watermarks of the dead-letter topic.
+pub async fn kafka_dlq_marks(at: &Endpoints) -> anyhow::Result<HashMap<i32, (i64, i64)>> {
     let (consumer, topic) = dlq_consumer(at).await?;
     tokio::task::spawn_blocking(move || {
         Ok(watermarks(&consumer, &topic)?
             .into_iter()
-            .map(|(p, _, hi)| (p, hi))
+            .map(|(p, lo, hi)| (p, (lo, hi)))
             .collect())
     })
     .await?
@@ -304,6 +313,25 @@ fn watermarks(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<(i32, 
             Ok((p.id(), lo, hi))
         })
         .collect()
+}
+
+/// A dead letter's reason for people: "stage: rule at path" from its first violation,
+/// else "stage: kind" (an unparseable or refused record names no rule).
+pub fn reason(m: &OwnedMessage) -> String {
+    let h = |name: &str| kafka_header(m, name);
+    let stage = h(header::DLQ_STAGE).unwrap_or_default();
+    let rules: Vec<Value> = h(header::DLQ_VIOLATIONS)
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default();
+    let rule = match rules.first() {
+        Some(r) => format!(
+            "{} at {}",
+            r["rule"].as_str().unwrap_or_default(),
+            r["path"].as_str().unwrap_or_default()
+        ),
+        None => h(header::DLQ_KIND).unwrap_or_default(),
+    };
+    format!("{stage}: {rule}")
 }
 
 pub fn kafka_header(m: &OwnedMessage, name: &str) -> Option<String> {

@@ -50,6 +50,29 @@ pub struct Filter {
     pub device: Option<String>,
     /// Only records written at or after this time (epoch ms).
     pub since_ms: Option<i64>,
+    /// Only this record: (partition, offset).
+    pub record: Option<(i32, i64)>,
+}
+
+impl Filter {
+    /// Whether a record passes the filter, as a redrive run decides it: the console
+    /// lists with this what a bulk redrive by the same filter would consider.
+    pub fn admits(&self, r: &DeadLetter<'_>) -> bool {
+        let target = match r.header(header::DLQ_STAGE) {
+            Some("sqs-to-kafka") => Target::Sqs,
+            _ => Target::Topic,
+        };
+        matches(self, r, target, r.value.unwrap_or_default())
+    }
+}
+
+/// The device a dead letter belongs to, if it can be told.
+pub fn device(r: &DeadLetter<'_>) -> Option<String> {
+    let target = match r.header(header::DLQ_STAGE) {
+        Some("sqs-to-kafka") => Target::Sqs,
+        _ => Target::Topic,
+    };
+    device_of(r, target, r.value.unwrap_or_default())
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +98,7 @@ pub struct DeadLetter<'a> {
 }
 
 impl DeadLetter<'_> {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| *n == name)
@@ -211,9 +234,11 @@ fn matches(f: &Filter, r: &DeadLetter<'_>, target: Target, value: &[u8]) -> bool
         .device
         .as_deref()
         .is_none_or(|want| device_of(r, target, value).as_deref() == Some(want));
+    let record_ok = f.record.is_none_or(|at| at == (r.partition, r.offset));
     reason_ok
         && since_ok
         && device_ok
+        && record_ok
         && eq(&f.kind, r.header(header::DLQ_KIND))
         && eq(&f.stage, r.header(header::DLQ_STAGE))
 }
@@ -412,6 +437,34 @@ mod tests {
                 ..Filter::default()
             }),
             Err(Skip::Filtered)
+        );
+        let at = (r.partition, r.offset);
+        assert_eq!(
+            with(Filter {
+                record: Some(at),
+                ..Filter::default()
+            }),
+            Ok(())
+        );
+        assert_eq!(
+            with(Filter {
+                record: Some((at.0, at.1 + 1)),
+                ..Filter::default()
+            }),
+            Err(Skip::Filtered)
+        );
+        // What the console lists by a filter is what a redrive by it considers.
+        let admitted = Filter {
+            reason: text("finite"),
+            ..Filter::default()
+        };
+        assert!(admitted.admits(&r));
+        assert!(
+            !Filter {
+                device: text("dev-2"),
+                ..Filter::default()
+            }
+            .admits(&r)
         );
     }
 

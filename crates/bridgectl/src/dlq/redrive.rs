@@ -50,6 +50,9 @@ pub struct RedriveArgs {
     /// Only dead letters written since: a duration ago ("2h") or an RFC 3339 time. Kafka only.
     #[arg(long, value_parser = parse_since)]
     pub since: Option<DateTime<Utc>>,
+    /// Only the record at PARTITION:OFFSET of the dead-letter topic. Kafka only.
+    #[arg(long, value_parser = parse_record)]
+    pub record: Option<(i32, i64)>,
     /// Also redrive records that came back from an earlier redrive (after a fix). Kafka only.
     #[arg(long)]
     pub again: bool,
@@ -67,6 +70,15 @@ pub struct RedriveArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_record(s: &str) -> Result<(i32, i64), String> {
+    let (p, o) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}`: expected PARTITION:OFFSET"))?;
+    let p = p.parse().map_err(|e| format!("partition `{p}`: {e}"))?;
+    let o = o.parse().map_err(|e| format!("offset `{o}`: {e}"))?;
+    Ok((p, o))
 }
 
 fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
@@ -116,6 +128,7 @@ pub async fn redrive_kafka(at: &Endpoints, args: &RedriveArgs) -> anyhow::Result
             stage: args.stage.clone(),
             device: args.device.clone(),
             since_ms: args.since.map(|t| t.timestamp_millis()),
+            record: args.record,
         },
         again: args.again,
         max_redrives: args.max_redrives,
@@ -208,7 +221,8 @@ fn describe(m: &BorrowedMessage<'_>, plan: &Plan) -> String {
     )
 }
 
-fn dead_letter<'a>(m: &'a BorrowedMessage<'a>) -> DeadLetter<'a> {
+/// A record of the dead-letter topic as the plan reads it.
+pub fn dead_letter<M: rdkafka::Message>(m: &M) -> DeadLetter<'_> {
     DeadLetter {
         partition: m.partition(),
         offset: m.offset(),

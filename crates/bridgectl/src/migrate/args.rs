@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bridge_common::collection::{Bucketing, Granularity};
+use bridge_common::collection::{Bucketing, BucketingArgs};
 use clap::builder::BoolishValueParser;
 
 use crate::common::MongoArgs;
@@ -26,19 +26,9 @@ pub struct MigrateArgs {
     /// exists with another shape.
     #[arg(long)]
     pub to: String,
-    /// Time-series bucketing by granularity, as the writer's. Not with --bucket-span-s;
-    /// neither set means `seconds`.
-    #[arg(
-        long,
-        env = "TIMESERIES_GRANULARITY",
-        value_enum,
-        conflicts_with = "bucket_span_s"
-    )]
-    pub granularity: Option<Granularity>,
-    /// Time-series bucketing by span (bucketMaxSpanSeconds = bucketRoundingSeconds).
-    #[arg(long, env = "TIMESERIES_BUCKET_SPAN_S",
-          value_parser = clap::value_parser!(u32).range(1..=31_536_000))]
-    pub bucket_span_s: Option<u32>,
+    // The writer's own bucketing flags and variables.
+    #[command(flatten)]
+    pub timeseries: BucketingArgs,
     /// Days to keep measurements (expireAfterSeconds), as the writer's; unset keeps them.
     #[arg(long, env = "RETENTION_DAYS")]
     pub retention_days: Option<u32>,
@@ -67,7 +57,7 @@ pub struct MigrateArgs {
 
 impl MigrateArgs {
     pub fn bucketing(&self) -> Bucketing {
-        Bucketing::from_config(self.granularity, self.bucket_span_s)
+        self.timeseries.bucketing()
     }
 
     pub fn expire_after_s(&self) -> Option<i64> {

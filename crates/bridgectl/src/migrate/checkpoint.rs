@@ -5,16 +5,15 @@
 
 use std::time::Duration;
 
+use bridge_common::mongo::{DUPLICATE_KEY, deadline};
 use bson::{Bson, Document, doc};
 use mongodb::Collection;
 use mongodb::options::ReturnDocument;
 
 use super::args::MigrateArgs;
-use super::call::deadline;
 
 /// The regular collection holding one checkpoint per migration.
 pub const CHECKPOINTS: &str = "migrations";
-const DUPLICATE_KEY: i32 = 11_000;
 
 /// A migration's progress, as stored in `migrations`.
 #[derive(Debug, Clone, Default, PartialEq)]

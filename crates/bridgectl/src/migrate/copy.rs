@@ -5,6 +5,7 @@ use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use bridge_common::mongo::deadline;
 use bson::raw::RawDocumentBuf;
 use bson::{Document, doc};
 use futures::TryStreamExt as _;
@@ -14,7 +15,6 @@ use mongodb::{Collection, Database};
 use telemetry::document::field;
 
 use super::args::MigrateArgs;
-use super::call::deadline;
 use super::checkpoint::{Checkpoint, write_checkpoint};
 use super::plan::{next_batch_len, plan_batch};
 use super::summary::{EXAMPLES, Summary};

@@ -27,7 +27,8 @@
 //! - `plan.rs` (pure): one batch converted, the invalid-document rules, the lookup's
 //!   filter, what is left to insert, the batch length under `--limit`;
 //! - `summary.rs` (pure): what a run did, and the operator's next step;
-//! - `call.rs`: every MongoDB call with a deadline, errors without credentials;
+//! - every MongoDB call has a deadline and errors without credentials
+//!   (`bridge_common::mongo::deadline`, shared with the writer);
 //! - `checkpoint.rs`: the checkpoint document, and the one-run-at-a-time hold
 //!   (claim, heartbeat on every checkpoint write, release);
 //! - `target.rs`: the source check, the target's creation or check, and one batch's
@@ -36,7 +37,6 @@
 //! - here: [`run`], which checks, claims, runs the loop, releases and reports.
 
 mod args;
-mod call;
 mod checkpoint;
 mod copy;
 mod plan;
@@ -154,10 +154,10 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
     s.interrupted = stop.load(Ordering::SeqCst) && !c.done;
     s.error = result.as_ref().err().map(|e| format!("{e:#}"));
     let mut settings = String::new();
-    if let Some(g) = args.granularity {
+    if let Some(g) = args.timeseries.granularity {
         settings.push_str(&format!(" TIMESERIES_GRANULARITY={}", g.as_str()));
     }
-    if let Some(span) = args.bucket_span_s {
+    if let Some(span) = args.timeseries.bucket_span_s {
         settings.push_str(&format!(" TIMESERIES_BUCKET_SPAN_S={span}"));
     }
     if let Some(days) = args.retention_days {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bridge_common::collection::{self as spec, Bucketing, CollectionType, Existing};
+use bridge_common::mongo::{CallError, NAMESPACE_EXISTS, deadline};
 use bson::raw::RawDocumentBuf;
 use bson::{Bson, Document, doc};
 use futures::TryStreamExt as _;
@@ -13,12 +14,10 @@ use mongodb::{Collection, Database, IndexModel};
 use telemetry::document::{Layout, field};
 
 use super::args::MigrateArgs;
-use super::call::{CallError, deadline};
 use super::plan::{Found, Measurement, lookup_filter, missing, tally};
 
 /// The writer's index on a time-series collection (the lookup uses it).
 const INDEX: &str = "source_deviceId_ts";
-const NAMESPACE_EXISTS: i32 = 48;
 
 /// The `listCollections` entry of `name`, if it exists.
 async fn collection_entry(
