@@ -17,6 +17,7 @@ const STAGE_DEADLINE: Duration = Duration::from_secs(15);
 pub struct Collector {
     at: Endpoints,
     sqs: aws_sdk_sqs::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
     /// Where the dead-letter reader goes on from (partition -> next offset).
     dlq_next: HashMap<i32, i64>,
     dlq_reasons: BTreeMap<String, u64>,
@@ -27,6 +28,7 @@ impl Collector {
     pub async fn new(at: Endpoints) -> Self {
         Self {
             sqs: crate::sqs::client().await,
+            cloudwatch: cloudwatch_client().await,
             at,
             dlq_next: HashMap::new(),
             dlq_reasons: BTreeMap::new(),
@@ -57,9 +59,15 @@ impl Collector {
             Some(url) => Some(crate::sqs::depth(&self.sqs, url).await?.visible),
             None => None,
         };
+        let (oldest_age_s, oldest_age_note) =
+            match oldest_age(&self.cloudwatch, &self.at.sqs.queue_url).await {
+                Ok(age) => (age, None),
+                Err(e) => (None, Some(e)),
+            };
         Ok(Sqs {
             queue,
-            oldest_age_s: None,
+            oldest_age_s,
+            oldest_age_note,
             dlq_visible,
         })
     }
@@ -94,6 +102,69 @@ impl Collector {
             newest_ms: self.dlq_newest_ms,
         })
     }
+}
+
+async fn cloudwatch_client() -> aws_sdk_cloudwatch::Client {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .build();
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    aws_sdk_cloudwatch::Client::new(&conf)
+}
+
+/// The newest `ApproximateAgeOfOldestMessage` (Maximum, 1-minute periods) of the last 10
+/// minutes: what the `sqs-oldest-message-age` alarm reads. Err says why there is none
+/// (an emulator without CloudWatch, missing permission), shown on the page.
+async fn oldest_age(
+    cw: &aws_sdk_cloudwatch::Client,
+    queue_url: &str,
+) -> Result<Option<f64>, String> {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+    let name = queue_url.rsplit('/').next().unwrap_or_default();
+    let now = std::time::SystemTime::now();
+    let query = MetricDataQuery::builder()
+        .id("age")
+        .metric_stat(
+            MetricStat::builder()
+                .metric(
+                    Metric::builder()
+                        .namespace("AWS/SQS")
+                        .metric_name("ApproximateAgeOfOldestMessage")
+                        .dimensions(Dimension::builder().name("QueueName").value(name).build())
+                        .build(),
+                )
+                .period(60)
+                .stat("Maximum")
+                .build(),
+        )
+        .build();
+    let out = cw
+        .get_metric_data()
+        .metric_data_queries(query)
+        .start_time(DateTime::from(now - Duration::from_secs(600)))
+        .end_time(DateTime::from(now))
+        .send()
+        .await
+        .map_err(|e| {
+            use aws_sdk_cloudwatch::error::ProvideErrorMetadata as _;
+            match (e.code(), e.raw_response().map(|r| r.status().as_u16())) {
+                (Some(code), _) => format!("CloudWatch refused the query ({code})"),
+                (None, Some(status)) => {
+                    format!("the endpoint answered HTTP {status} (no CloudWatch)")
+                }
+                (None, None) => format!("CloudWatch unreachable ({e})"),
+            }
+        })?;
+    // Newest first is CloudWatch's default order (TimestampDescending).
+    Ok(out
+        .metric_data_results()
+        .first()
+        .and_then(|r| r.values().first().copied()))
 }
 
 async fn deadline<T>(f: impl Future<Output = anyhow::Result<T>>) -> Result<T, String> {

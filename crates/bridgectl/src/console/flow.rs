@@ -149,12 +149,17 @@ fn sqs_queue(history: &[Snapshot], now: &Snapshot, t: &Thresholds) -> StageBox {
         ],
         rate: rate(history, visible).map(|r| (r, "change in visible")),
         series: series(history, visible),
-        notes: match s.oldest_age_s {
-            None => vec![format!(
-                "The oldest message's age comes from CloudWatch on AWS (alarm above {} s); locally it is not measured, since receiving to look would raise receive counts.",
+        notes: match (s.oldest_age_s, &s.oldest_age_note) {
+            (Some(_), _) => vec![format!(
+                "Oldest message's age from CloudWatch; alarm above {} s.",
                 t.queue_age_alarm_s
             )],
-            Some(_) => vec![format!("Alarm above {} s.", t.queue_age_alarm_s)],
+            (None, why) => vec![format!(
+                "The oldest message's age comes from CloudWatch (alarm above {} s), never from receiving, which would raise receive counts.{}",
+                t.queue_age_alarm_s,
+                why.as_ref()
+                    .map_or_else(String::new, |w| format!(" Not available here: {w}."))
+            )],
         },
         table: None,
     }

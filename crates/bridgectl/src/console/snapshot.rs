@@ -21,6 +21,8 @@ pub struct Sqs {
     /// From CloudWatch on AWS; None locally (never measured by receiving, which would
     /// raise the messages' receive counts).
     pub oldest_age_s: Option<f64>,
+    /// Why the age is unknown, when CloudWatch did not answer.
+    pub oldest_age_note: Option<String>,
     /// None when no DLQ is configured.
     pub dlq_visible: Option<i64>,
 }
