@@ -3,8 +3,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 STACK := infra/local/stack
 
-.PHONY: test demo unit chaos image image-amd64 image-arm64-check image-tag image-push compose-check moto-check lambda lambda-invoke-check terraform-check bench-lambda bench-writer bench-storage bench-e2e stack-up stack-down stack-status fixtures lint
-.PHONY: fuzz
+.PHONY: test demo unit chaos image image-amd64 image-arm64-check image-tag image-push compose-check sqs-check lambda lambda-invoke-check terraform-check bench-lambda bench-writer bench-storage bench-e2e stack-up stack-down stack-status fixtures lint
+.PHONY: fuzz screenshots
 
 ## The README's first command: the whole pipeline end to end on the local stack, with exact counts.
 demo:
@@ -15,15 +15,17 @@ demo:
 ## watch/invoke path, and the Terraform checks.
 test: unit
 	$(MAKE) stack-up
-	infra/local/moto-fast-check
+	infra/local/sqs-check
 	$(MAKE) image-amd64
+	infra/local/browser-tools
 	cargo test --workspace --locked --no-fail-fast --test '*'
 	$(MAKE) fuzz FUZZ_SECONDS=20
 	$(MAKE) lambda lambda-invoke-check terraform-check compose-check
 
-## The moto launcher changes only speed: stock and patched SQS transcripts must be identical.
-moto-check: stack-up
-	infra/local/moto-fast-check
+## The stack's SQS server (ministack) against stock moto: the same SQS transcript may differ only as
+## infra/local/sqs-known-differences.txt lists.
+sqs-check: stack-up
+	infra/local/sqs-check
 
 ## `cargo lambda watch` + `cargo lambda invoke --data-file events/sqs/...` return the expected responses.
 lambda-invoke-check:
@@ -93,10 +95,15 @@ bench-e2e: stack-up
 ## the writer SIGKILLed and a second writer joining several times, MongoDB stopped and restarted, the
 ## broker restarted, the DLQ topic missing. `make test` runs the same driver short.
 chaos: stack-up
-	cargo build --release --locked -q -p kafka-to-mongo
-	IOT_BRIDGE_WRITER_BIN=$(CURDIR)/target/release/kafka-to-mongo \
-	  CHAOS_MESSAGES=$(or $(MESSAGES),200000) CHAOS_DEVICES=200 CHAOS_KILLS=5 CHAOS_JOINS=3 \
-	  cargo test --locked -p kafka-to-mongo --test chaos -- --nocapture
+	cargo build --release --locked -q -p bench -p kafka-to-mongo
+	target/release/bench chaos --messages $(or $(MESSAGES),200000) --devices 200 --kills 5 --joins 3 \
+	  --mode regular,timeseries --writer-bin target/release/kafka-to-mongo
+
+## The console's pages as PNGs under docs/console/ (a fresh pipeline with the sample replay; Chromium).
+screenshots: stack-up
+	infra/local/browser-tools
+	cargo build --locked -q -p bridgectl -p e2e-tests --bins
+	set -a; . .stack/stack.env; set +a; BRIDGECTL=target/debug/bridgectl target/debug/console-screenshots docs/console
 
 ## Every crate's unit tests, doc tests and the pure integration tests: no services, no stack variables.
 unit:

@@ -1,211 +1,21 @@
 //! bridgectl against the real local stack: replay -> esm -> sqs-to-kafka handler ->
 //! Kafka -> writer -> MongoDB, dead letters and their redrive, and status.
 
-use std::collections::HashMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
-use clap::Parser;
-use mongodb::bson::{Document, doc};
+use e2e_tests::pipeline::Pipeline;
+use mongodb::bson::doc;
 use serde_json::Value;
 use testkit::process::{Server, TempDir};
-use testkit::{StackEnv, kafka, sqs, unique, wait_for};
+use testkit::{StackEnv, kafka, sqs, wait_for};
 
-/// Fresh queue pair, topics, group and database, on `bootstrap`.
-struct Pipeline {
-    env: HashMap<String, String>,
-    _dir: TempDir,
-}
-
-impl Pipeline {
-    async fn new(bootstrap: &str, max_receive_count: u32) -> Self {
-        let client = sqs::client().await;
-        let name = unique("pipe");
-        let dlq = client
-            .create_queue()
-            .queue_name(format!("{name}-dlq"))
-            .send()
-            .await
-            .unwrap();
-        let dlq_url = dlq.queue_url().unwrap().to_owned();
-        let attrs = client
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap();
-        let arn = attrs.attributes().unwrap()[&QueueAttributeName::QueueArn].clone();
-        let redrive =
-            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":{max_receive_count}}}"#);
-        let q = client
-            .create_queue()
-            .queue_name(&name)
-            .attributes(QueueAttributeName::RedrivePolicy, redrive)
-            .send()
-            .await
-            .unwrap();
-        let (topic, dlq_topic) = (unique("telemetry"), unique("dlq"));
-        kafka::create_topic_on(bootstrap, &topic, 6).await;
-        kafka::create_topic_on(bootstrap, &dlq_topic, 1).await;
-        let mut env: HashMap<String, String> = StackEnv::get()
-            .vars()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        for (k, v) in [
-            ("SQS_QUEUE_URL", q.queue_url().unwrap().to_owned()),
-            ("SQS_DLQ_URL", dlq_url),
-            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.to_owned()),
-            ("KAFKA_TOPIC", topic),
-            ("KAFKA_DLQ_TOPIC", dlq_topic),
-            ("KAFKA_GROUP_ID", unique("writer")),
-            ("MONGODB_DATABASE", unique("iot").replace('-', "_")),
-            ("RUST_LOG", "error".to_owned()),
-        ] {
-            env.insert(k.to_owned(), v);
-        }
-        Pipeline {
-            env,
-            _dir: TempDir::new("pipe"),
-        }
-    }
-
-    fn var(&self, k: &str) -> &str {
-        &self.env[k]
-    }
-
-    /// Runs bridgectl; returns stdout, failing the test on a non-zero exit.
-    fn bridgectl(&self, args: &[&str], extra_env: &[(&str, &str)]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_bridgectl-under-test"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(&self.env)
-            .envs(extra_env.iter().copied())
-            .current_dir(testkit::workspace_root())
-            .output()
-            .expect("run bridgectl");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "bridgectl {args:?} failed: {stderr}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// The writer, in this process, on the pipeline's topic and database.
-    fn start_writer(&self) -> InProcessWriter {
-        let cfg = kafka_to_mongo::Config::try_parse_from([
-            "kafka-to-mongo",
-            "--bootstrap-servers",
-            self.var("KAFKA_BOOTSTRAP_SERVERS"),
-            "--security-protocol",
-            "PLAINTEXT",
-            "--local-mode",
-            "true",
-            "--topic",
-            self.var("KAFKA_TOPIC"),
-            "--dlq-topic",
-            self.var("KAFKA_DLQ_TOPIC"),
-            "--group-id",
-            self.var("KAFKA_GROUP_ID"),
-            "--mongodb-uri",
-            self.var("MONGODB_URI"),
-            "--database",
-            self.var("MONGODB_DATABASE"),
-            "--health-port",
-            "0",
-            "--health-bind",
-            "127.0.0.1",
-            "--batch-linger-ms",
-            "5",
-        ])
-        .unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            kafka_to_mongo::run(cfg, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("writer");
-        });
-        InProcessWriter { stop: tx, task }
-    }
-
-    async fn db(&self) -> mongodb::Database {
-        mongodb::Client::with_uri_str(self.var("MONGODB_URI"))
-            .await
-            .unwrap()
-            .database(self.var("MONGODB_DATABASE"))
-    }
-
-    async fn docs(&self) -> u64 {
-        self.db()
-            .await
-            .collection::<Document>("telemetry")
-            .count_documents(doc! {})
-            .await
-            .unwrap()
-    }
-
-    async fn device_total(&self) -> i64 {
-        use futures::TryStreamExt as _;
-        let devices: Vec<Document> = self
-            .db()
-            .await
-            .collection::<Document>("devices")
-            .find(doc! {})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        devices.iter().map(|d| d.get_i64("count").unwrap()).sum()
-    }
-
-    async fn sqs_depth(&self, url_var: &str) -> (i64, i64) {
-        let attrs = sqs::client()
-            .await
-            .get_queue_attributes()
-            .queue_url(self.var(url_var))
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .unwrap();
-        let a = attrs.attributes().unwrap();
-        let n = |k: QueueAttributeName| a[&k].parse().unwrap();
-        (
-            n(QueueAttributeName::ApproximateNumberOfMessages),
-            n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
-    }
-
-    /// Exactly `docs` documents, at least `dead` dead letters (dead-lettering is at-least-once:
-    /// SQS may deliver a message twice), everything committed.
-    async fn settled(&self, docs: u64, dead: i64) {
-        let (topic, dlq, group, bootstrap) = (
-            self.var("KAFKA_TOPIC"),
-            self.var("KAFKA_DLQ_TOPIC"),
-            self.var("KAFKA_GROUP_ID"),
-            self.var("KAFKA_BOOTSTRAP_SERVERS"),
-        );
-        wait_for(
-            &format!("{docs} documents, {dead} dead letters, lag 0"),
-            Duration::from_secs(120),
-            || async {
-                let (committed, high) = kafka::committed_and_high(bootstrap, group, topic);
-                let dlq_count = kafka::committed_and_high(bootstrap, group, dlq).1;
-                (self.docs().await == docs && dlq_count >= dead && committed == high).then_some(())
-            },
-        )
-        .await;
-    }
-}
+const BIN: &str = env!("CARGO_BIN_EXE_bridgectl-under-test");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_through_the_whole_pipeline_gives_exact_counts() {
-    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let p = Pipeline::new(BIN, StackEnv::get().kafka_bootstrap(), 5).await;
     let _writer = p.start_writer();
     let out = p.bridgectl(
         &[
@@ -267,7 +77,7 @@ async fn with_the_broker_down_messages_reach_the_sqs_dlq_and_a_redrive_stores_th
     let dir = TempDir::new("esm-broker");
     let mut broker = Server::nisshi(dir.path());
     broker.start();
-    let p = Pipeline::new(&broker.address(), 2).await;
+    let p = Pipeline::new(BIN, &broker.address(), 2).await;
     let writer = p.start_writer();
     broker.stop();
     p.bridgectl(
@@ -317,23 +127,6 @@ async fn with_the_broker_down_messages_reach_the_sqs_dlq_and_a_redrive_stores_th
     assert_eq!(p.device_total().await, 30);
     assert_eq!(p.sqs_depth("SQS_DLQ_URL").await, (0, 0));
     writer.stop().await;
-}
-
-/// The in-process writer: stopped (and waited for) before the servers it uses go,
-/// so it never closes its consumer against a broker that is already gone.
-struct InProcessWriter {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl InProcessWriter {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(60), self.task)
-            .await
-            .expect("the writer stops within 60 s")
-            .expect("the writer task");
-    }
 }
 
 /// A Lambda Invoke endpoint whose function takes `duration` per invocation and
@@ -441,7 +234,7 @@ async fn esm_one_batch(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_received_again_within_the_batching_window_is_in_the_batch_once() {
-    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let p = Pipeline::new(BIN, StackEnv::get().kafka_bootstrap(), 5).await;
     let f = fake_function(Duration::ZERO).await;
     // Visibility 1 s: receives late in the 3 s window return the same three records again.
     let out = esm_one_batch(&p, &f.url, &["ok-1", "ok-2", "ok-3"], "3s", "1").await;
@@ -455,7 +248,7 @@ async fn a_record_received_again_within_the_batching_window_is_in_the_batch_once
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_esm_deletes_only_the_successes() {
-    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let p = Pipeline::new(BIN, StackEnv::get().kafka_bootstrap(), 5).await;
     let f = fake_function(Duration::ZERO).await;
     let client = sqs::client().await;
     let out = esm_one_batch(&p, &f.url, &["ok-1", "fail-me", "ok-2"], "1s", "2").await;
@@ -510,7 +303,7 @@ async fn the_esm_deletes_only_the_successes() {
 /// so nothing is deleted on a response that cannot be matched.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_item_identifier_fails_the_whole_batch() {
-    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let p = Pipeline::new(BIN, StackEnv::get().kafka_bootstrap(), 5).await;
     let f = fake_function(Duration::ZERO).await;
     let out = esm_one_batch(&p, &f.url, &["ok-1", "bad-id", "ok-2"], "1s", "2").await;
     assert_eq!(
@@ -534,7 +327,7 @@ async fn an_unknown_item_identifier_fails_the_whole_batch() {
 /// at a steady rate never catches up.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_esm_adds_pollers_while_messages_wait_up_to_its_maximum() {
-    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let p = Pipeline::new(BIN, StackEnv::get().kafka_bootstrap(), 5).await;
     let f = fake_function(Duration::from_millis(150)).await;
     let client = sqs::client().await;
     for chunk in 0..20 {
@@ -587,7 +380,7 @@ async fn the_esm_adds_pollers_while_messages_wait_up_to_its_maximum() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_json_reports_what_independent_queries_see() {
-    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let p = Pipeline::new(BIN, StackEnv::get().kafka_bootstrap(), 5).await;
     let client = sqs::client().await;
     for i in 0..7 {
         client
@@ -729,7 +522,7 @@ async fn seed_dead_letters(p: &Pipeline) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kafka_redrive_run_twice_sends_nothing_the_second_time() {
-    let p = Pipeline::new(StackEnv::get().kafka_bootstrap(), 5).await;
+    let p = Pipeline::new(BIN, StackEnv::get().kafka_bootstrap(), 5).await;
     let writer = p.start_writer();
     seed_dead_letters(&p).await;
     let redrive = |extra: &[&str]| -> Value {

@@ -3,6 +3,9 @@
     stackctl.py wait SERVICE --deadline S --log FILE   poll a real check until it passes or S seconds pass
     stackctl.py check SERVICE                          one check, exit 0 when healthy
     stackctl.py provision SERVICE                      create topics / collections / queues; print export lines
+
+SERVICE is kafka, mongo, aws (moto: Logs, Secrets Manager) or sqs (ministack). SQS is reached
+at AWS_ENDPOINT_URL_SQS, else AWS_ENDPOINT_URL, as the AWS SDKs do.
 """
 import argparse
 import json
@@ -41,20 +44,26 @@ def check_mongo(timeout):
     mongo_client(timeout).admin.command("ping")
 
 
-def sqs_client():
+def sqs_endpoint():
+    return os.environ.get("AWS_ENDPOINT_URL_SQS") or env("AWS_ENDPOINT_URL")
+
+
+def aws_client(service, endpoint, timeout=None):
     import boto3
-    return boto3.client("sqs", endpoint_url=env("AWS_ENDPOINT_URL"), region_name=env("AWS_REGION"))
+    from botocore.config import Config
+    config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 0}) if timeout else None
+    return boto3.client(service, endpoint_url=endpoint, region_name=env("AWS_REGION"), config=config)
 
 
 def check_aws(timeout):
-    from botocore.config import Config
-    import boto3
-    client = boto3.client("sqs", endpoint_url=env("AWS_ENDPOINT_URL"), region_name=env("AWS_REGION"),
-                          config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 0}))
-    client.list_queues()
+    aws_client("sts", env("AWS_ENDPOINT_URL"), timeout).get_caller_identity()
 
 
-CHECKS = {"kafka": check_kafka, "mongo": check_mongo, "aws": check_aws}
+def check_sqs(timeout):
+    aws_client("sqs", sqs_endpoint(), timeout).list_queues()
+
+
+CHECKS = {"kafka": check_kafka, "mongo": check_mongo, "aws": check_aws, "sqs": check_sqs}
 
 
 def wait(service, deadline_s, log):
@@ -114,7 +123,13 @@ def provision_mongo():
 
 
 def provision_aws():
-    sqs = sqs_client()
+    """Nothing to create: Logs and Secrets Manager are used as they come."""
+
+
+def provision_sqs():
+    """The queues, on the SQS server. Their URLs and the DLQ's ARN are the server's own
+    answers, never formatted here (the account id and the host are the server's)."""
+    sqs = aws_client("sqs", sqs_endpoint())
     dlq_url = sqs.create_queue(QueueName=env("SQS_DLQ_NAME"),
                                Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -128,7 +143,7 @@ def provision_aws():
     print(f"export SQS_DLQ_ARN={dlq_arn}")
 
 
-PROVISION = {"kafka": provision_kafka, "mongo": provision_mongo, "aws": provision_aws}
+PROVISION = {"kafka": provision_kafka, "mongo": provision_mongo, "aws": provision_aws, "sqs": provision_sqs}
 
 
 def main():

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks, through the AWS API (moto in the check), what `terraform apply` made.
+"""Checks, through the AWS API (in the check: SQS on the stack's ministack at
+AWS_ENDPOINT_URL_SQS, the rest on its moto at AWS_ENDPOINT_URL), what `terraform apply` made.
 
 Usage: assert_applied.py outputs.json tfvars.json...
 outputs.json is `terraform output -json`; the tfvars files (later wins) give the

@@ -1,5 +1,8 @@
-# Local emulator (moto at 127.0.0.1:5000, as started by infra/local/stack).
-# infra/terraform/check applies this file with the endpoint it reads from .stack/stack.env.
+# Local emulators, as started by infra/local/stack: SQS on ministack at 127.0.0.1:4566, the
+# rest on moto at 127.0.0.1:5000. infra/terraform/check applies this file with the endpoints
+# it reads from .stack/stack.env. moto accepts the event-source mapping only for a queue it
+# holds: the check first makes a placeholder of the queue's name in moto
+# (infra/terraform/moto_esm_queue.py create <name_prefix>-telemetry; do the same by hand).
 aws_region = "us-east-1"
 aws_endpoints = {
   applicationautoscaling = "http://127.0.0.1:5000"
@@ -14,7 +17,7 @@ aws_endpoints = {
   logs                   = "http://127.0.0.1:5000"
   secretsmanager         = "http://127.0.0.1:5000"
   sns                    = "http://127.0.0.1:5000"
-  sqs                    = "http://127.0.0.1:5000"
+  sqs                    = "http://127.0.0.1:4566"
   sts                    = "http://127.0.0.1:5000"
 }
 

@@ -13,6 +13,7 @@ use clap::Parser as _;
 use futures::StreamExt as _;
 use rdkafka::Message as _;
 use serde_json::json;
+use testkit::args::{LambdaArgs, WriterArgs};
 use testkit::{StackEnv, unique};
 
 use super::e2e_sqs::{Clock, create_queue, latencies, latency_by_key, send_paced, sqs_floor};
@@ -132,33 +133,16 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         args.max_pollers.max(args.pollers)
     );
 
-    let writer_cfg = kafka_to_mongo::Config::try_parse_from([
-        "kafka-to-mongo",
-        "--bootstrap-servers",
-        bootstrap,
-        "--security-protocol",
-        "PLAINTEXT",
-        "--local-mode",
-        "true",
-        "--topic",
-        &topic,
-        "--dlq-topic",
-        &dlq_topic,
-        "--group-id",
-        &unique("e2e-writer"),
-        "--mongodb-uri",
-        env.mongo_uri(),
-        "--database",
-        &database,
-        "--health-port",
-        "0",
-        "--health-bind",
-        "127.0.0.1",
-        "--batch-linger-ms",
-        "5",
-        "--batch-size",
-        "500",
-    ])?;
+    let writer_cfg = kafka_to_mongo::Config::try_parse_from(
+        WriterArgs::local(bootstrap, env.mongo_uri())
+            .topic(&topic)
+            .dlq_topic(&dlq_topic)
+            .group(&unique("e2e-writer"))
+            .database(&database)
+            .set("--batch-linger-ms", 5)
+            .set("--batch-size", 500)
+            .argv(),
+    )?;
     let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(kafka_to_mongo::run(writer_cfg, async {
         let _ = writer_stopped.await;
@@ -183,19 +167,12 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
         }
     });
 
-    let lambda = sqs_to_kafka::Config::try_parse_from([
-        "sqs-to-kafka",
-        "--bootstrap-servers",
-        bootstrap,
-        "--security-protocol",
-        "PLAINTEXT",
-        "--local-mode",
-        "true",
-        "--topic",
-        &topic,
-        "--dlq-topic",
-        &dlq_topic,
-    ])?;
+    let lambda = sqs_to_kafka::Config::try_parse_from(
+        LambdaArgs::local(bootstrap)
+            .topic(&topic)
+            .dlq_topic(&dlq_topic)
+            .argv(),
+    )?;
     let esm_args = EsmArgs {
         sqs: bridgectl::common::SqsArgs {
             queue_url: queue_url.clone(),

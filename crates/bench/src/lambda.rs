@@ -20,6 +20,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use telemetry::sample::{DEFAULT_START_MS, Generator, Rng, rule_body, sqs_record};
+use testkit::args::LambdaArgs;
 use testkit::process::{Server, TempDir};
 
 use bridgectl::common::percentile;
@@ -60,19 +61,11 @@ fn records(n: usize, seed: u64) -> Vec<SqsMessage> {
 }
 
 fn config(bootstrap: &str, topic: &str) -> anyhow::Result<sqs_to_kafka::Config> {
-    Ok(sqs_to_kafka::Config::try_parse_from([
-        "sqs-to-kafka",
-        "--bootstrap-servers",
-        bootstrap,
-        "--security-protocol",
-        "PLAINTEXT",
-        "--local-mode",
-        "true",
-        "--topic",
-        topic,
-        "--dlq-topic",
-        "bench-dlq",
-    ])?)
+    let argv = LambdaArgs::local(bootstrap)
+        .topic(topic)
+        .dlq_topic("bench-dlq")
+        .argv();
+    Ok(sqs_to_kafka::Config::try_parse_from(argv)?)
 }
 
 /// The same records, mapped once up front, through a bare producer with the same settings.

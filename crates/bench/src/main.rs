@@ -1,6 +1,7 @@
 //! `bench`: the benchmarks (`make bench-*`). Each measures a ratio against a ceiling
 //! taken in the same run, and ends with one `RESULT key=value ...` line. They need the
 //! local stack (`infra/local/stack up`), so they live apart from the operator's CLI.
+//! `bench chaos` is the long fault run (`make chaos`; the driver is in the library).
 
 mod e2e;
 mod e2e_sqs;
@@ -24,6 +25,8 @@ enum BenchCommand {
     E2e(e2e::E2eBenchArgs),
     /// Storage and index size of the same measurements in a regular and a time-series collection.
     Storage(storage::StorageBenchArgs),
+    /// The mixed fault run with an exact audit, on private servers; one RESULT line per mode.
+    Chaos(bench::chaos::ChaosArgs),
 }
 
 #[tokio::main]
@@ -35,5 +38,7 @@ async fn main() -> anyhow::Result<()> {
         BenchCommand::Writer(a) => writer::run(a).await,
         BenchCommand::E2e(a) => e2e::run(a).await,
         BenchCommand::Storage(a) => storage::run(a).await,
+        // Blocks: each mode runs on its own thread and runtime.
+        BenchCommand::Chaos(a) => bench::chaos::run_modes(&a),
     }
 }

@@ -13,6 +13,14 @@ pub enum CollectionType {
 }
 
 impl CollectionType {
+    /// The MONGODB_COLLECTION_TYPE value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectionType::Regular => "regular",
+            CollectionType::Timeseries => "timeseries",
+        }
+    }
+
     pub fn layout(self) -> Layout {
         match self {
             CollectionType::Regular => Layout::Regular,
@@ -54,6 +62,32 @@ impl Bucketing {
             (Some(g), None) => Bucketing::Granularity(g),
             (None, None) => Bucketing::Granularity(Granularity::Seconds),
         }
+    }
+}
+
+/// The time-series bucketing flags, the same for the writer and for
+/// `bridgectl migrate-timeseries` (so a migrated collection has the writer's shape).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::Args)]
+pub struct BucketingArgs {
+    /// Time-series bucketing by granularity (MongoDB's default span for it). Not
+    /// with TIMESERIES_BUCKET_SPAN_S; neither set means `seconds`.
+    #[arg(
+        long,
+        env = "TIMESERIES_GRANULARITY",
+        value_enum,
+        conflicts_with = "bucket_span_s"
+    )]
+    pub granularity: Option<Granularity>,
+    /// Time-series bucketing by span: bucketMaxSpanSeconds and bucketRoundingSeconds
+    /// (1 to 31,536,000).
+    #[arg(long, env = "TIMESERIES_BUCKET_SPAN_S",
+          value_parser = clap::value_parser!(u32).range(1..=31_536_000))]
+    pub bucket_span_s: Option<u32>,
+}
+
+impl BucketingArgs {
+    pub fn bucketing(&self) -> Bucketing {
+        Bucketing::from_config(self.granularity, self.bucket_span_s)
     }
 }
 

@@ -1,8 +1,12 @@
 //! The MongoDB transport rule, from the driver's own parse of the connection string
 //! (`ConnectionString::parse` needs no DNS, so `mongodb+srv` URIs are checked offline,
 //! before any connection): TLS on and certificates verified, unless local mode allows
-//! every host ([`LocalMode`]).
+//! every host ([`LocalMode`]). And what every call needs: a deadline, the server's code, text
+//! without credentials ([`deadline`], [`CallError`]).
 
+mod call;
+
+pub use call::{CallError, DUPLICATE_KEY, NAMESPACE_EXISTS, code_of, deadline, redact};
 use mongodb::options::{ConnectionString, HostInfo, ServerAddress, Tls};
 
 use crate::transport::LocalMode;

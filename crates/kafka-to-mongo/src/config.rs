@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bridge_common::Secret;
-pub use bridge_common::collection::{CollectionType, Granularity};
+pub use bridge_common::collection::{BucketingArgs, CollectionType, Granularity};
 use bridge_common::emf::DEFAULT_NAMESPACE;
 use bridge_common::kafka::KafkaArgs;
 use clap::Parser;
@@ -50,20 +50,8 @@ pub struct Config {
     /// start when the existing collection is of the other type.
     #[arg(long, env = "MONGODB_COLLECTION_TYPE", value_enum, default_value_t = CollectionType::Regular)]
     pub collection_type: CollectionType,
-    /// Time-series bucketing by granularity (MongoDB's default span for it). Not
-    /// with TIMESERIES_BUCKET_SPAN_S; neither set means `seconds`.
-    #[arg(
-        long,
-        env = "TIMESERIES_GRANULARITY",
-        value_enum,
-        conflicts_with = "bucket_span_s"
-    )]
-    pub granularity: Option<Granularity>,
-    /// Time-series bucketing by span: bucketMaxSpanSeconds and bucketRoundingSeconds
-    /// (1 to 31,536,000).
-    #[arg(long, env = "TIMESERIES_BUCKET_SPAN_S",
-          value_parser = clap::value_parser!(u32).range(1..=31_536_000))]
-    pub bucket_span_s: Option<u32>,
+    #[command(flatten)]
+    pub timeseries: BucketingArgs,
     /// Time-series mode: one document per partition (owner epoch, last applied
     /// offset), written in the device-state transaction.
     #[arg(

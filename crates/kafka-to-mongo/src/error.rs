@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use mongodb::error::{Error as MongoError, ErrorKind};
+use bridge_common::mongo::{CallError, code_of, redact};
+use mongodb::error::Error as MongoError;
 use telemetry::{Classify, Retry};
 
 /// Codes of a batch that cannot be written as one unit, whatever its documents:
 /// split it (TransactionTooLarge, TransactionTooLargeForCache, BSONObjectTooLarge).
 pub const TOO_LARGE: [i32; 3] = [257, 388, 10_334];
-pub const DUPLICATE_KEY: i32 = 11_000;
-pub const NAMESPACE_EXISTS: i32 = 48;
 pub const INDEX_NOT_FOUND: i32 = 27;
 pub const INDEX_OPTIONS_CONFLICT: i32 = 85;
 pub const INDEX_KEY_SPECS_CONFLICT: i32 = 86;
@@ -105,22 +104,6 @@ pub fn is_permanent_code(code: i32) -> bool {
     PERMANENT.contains(&code)
 }
 
-/// The server code of a command error, or of a write concern error.
-pub fn code_of(e: &MongoError) -> Option<i32> {
-    match e.kind.as_ref() {
-        ErrorKind::Command(c) => Some(c.code),
-        ErrorKind::Write(mongodb::error::WriteFailure::WriteConcernError(w)) => Some(w.code),
-        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => Some(w.code),
-        ErrorKind::InsertMany(m) => m
-            .write_errors
-            .as_ref()
-            .and_then(|w| w.first())
-            .map(|w| w.code)
-            .or_else(|| m.write_concern_error.as_ref().map(|w| w.code)),
-        _ => None,
-    }
-}
-
 /// Transient unless the server said something about the command itself: a
 /// too-large batch (split), or a code in the permanent list. Anything else that
 /// failed, the network, selection, a primary stepping down, a label saying so,
@@ -146,34 +129,29 @@ pub fn classify(op: &'static str, e: MongoError) -> StoreError {
     }
 }
 
-/// Driver errors can quote the connection string; never let credentials into logs.
-pub fn redact(e: &MongoError) -> String {
-    redact_text(&e.to_string())
-}
-
-fn redact_text(text: &str) -> String {
-    match (text.find("://"), text.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***{}", &text[..scheme], &text[at..])
+impl From<CallError> for StoreError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout { op, after } => StoreError::Timeout { op, after },
+            CallError::Failed { op, error } => classify(op, error),
         }
-        _ => text.to_owned(),
     }
 }
 
-/// Runs `fut` with a deadline: past it, a transient [`StoreError::Timeout`].
+/// Runs `fut` with a deadline: past it, a transient [`StoreError::Timeout`]; a
+/// failure is classified.
 pub async fn deadline<T>(
     op: &'static str,
     after: Duration,
     fut: impl IntoFuture<Output = Result<T, MongoError>>,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(after, fut).await {
-        Ok(r) => r.map_err(|e| classify(op, e)),
-        Err(_) => Err(StoreError::Timeout { op, after }),
-    }
+    Ok(bridge_common::mongo::deadline(op, after, fut).await?)
 }
 
 #[cfg(test)]
 mod tests {
+    use mongodb::error::ErrorKind;
+
     use super::*;
 
     fn command_error(code: i32) -> MongoError {
@@ -203,13 +181,5 @@ mod tests {
             std::io::ErrorKind::ConnectionReset.into(),
         )));
         assert!(classify("insert", io).is_retryable());
-    }
-
-    #[test]
-    fn credentials_never_reach_the_text() {
-        assert_eq!(
-            redact_text("bad uri mongodb://user:secret@db:27017/x"),
-            "bad uri mongodb://***@db:27017/x"
-        );
     }
 }

@@ -34,7 +34,6 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use telemetry::{Classify, Retry};
 
-use bridge_common::collection::Bucketing;
 pub use config::Config;
 use consumer::{Unsplit, WriterConsumer, WriterContext};
 use dead_letter::DeadLetters;
@@ -229,7 +228,7 @@ async fn set_up(
     let mut delays = worker::backoff(Duration::from_millis(200), max);
     loop {
         let attempt = async {
-            let bucketing = Bucketing::from_config(config.granularity, config.bucket_span_s);
+            let bucketing = config.timeseries.bucketing();
             match timeseries {
                 None => {
                     let kind = config::CollectionType::Regular;
@@ -356,20 +355,20 @@ async fn metrics_loop(
 
 #[cfg(test)]
 mod tests {
+    use testkit::args::WriterArgs;
+
     use super::*;
 
     #[tokio::test]
     async fn a_batch_larger_than_the_in_flight_budget_is_refused_before_any_connection() {
         use clap::Parser as _;
-        let config = Config::try_parse_from([
-            "kafka-to-mongo",
-            "--bootstrap-servers=127.0.0.1:9",
-            "--topic=t",
-            "--dlq-topic=d",
-            "--batch-size=1000",
-            "--in-flight-messages=500",
-        ])
-        .unwrap();
+        let argv = WriterArgs::local("127.0.0.1:9", "mongodb://127.0.0.1:9")
+            .topic("t")
+            .dlq_topic("d")
+            .set("--batch-size", 1000)
+            .set("--in-flight-messages", 500)
+            .argv();
+        let config = Config::try_parse_from(argv).unwrap();
         let e = run(config, std::future::pending()).await.unwrap_err();
         assert!(
             matches!(
@@ -412,19 +411,12 @@ mod tests {
                 "MongoDB at mongo.invalid without TLS",
             ),
         ] {
-            let config = Config::try_parse_from([
-                "kafka-to-mongo",
-                "--bootstrap-servers=127.0.0.1:9",
-                "--security-protocol=PLAINTEXT",
-                "--local-mode=1",
-                &format!("--local-hosts={local_hosts}"),
-                &format!("--mongodb-uri={uri}"),
-                "--topic=t",
-                "--dlq-topic=d",
-                "--health-port=0",
-                "--health-bind=127.0.0.1",
-            ])
-            .unwrap();
+            let argv = WriterArgs::local("127.0.0.1:9", uri)
+                .topic("t")
+                .dlq_topic("d")
+                .set("--local-hosts", local_hosts)
+                .argv();
+            let config = Config::try_parse_from(argv).unwrap();
             let started = std::time::Instant::now();
             let e = run(config, std::future::pending()).await.unwrap_err();
             assert!(matches!(e, WriterError::MongoInsecure(_)), "{uri}: {e}");

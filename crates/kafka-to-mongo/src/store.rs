@@ -14,10 +14,12 @@ use mongodb::options::{ClientOptions, CollectionOptions, IndexOptions, ReadConce
 use mongodb::{Client, Collection, Database, IndexModel};
 use telemetry::document::Prepared;
 
+use bridge_common::mongo::{DUPLICATE_KEY, NAMESPACE_EXISTS, redact};
+
 use crate::devices;
 use crate::error::{
-    Cause, DUPLICATE_KEY, INDEX_KEY_SPECS_CONFLICT, INDEX_NOT_FOUND, INDEX_OPTIONS_CONFLICT,
-    NAMESPACE_EXISTS, StoreError, TOO_LARGE, classify, deadline, is_permanent_code, redact,
+    Cause, INDEX_KEY_SPECS_CONFLICT, INDEX_NOT_FOUND, INDEX_OPTIONS_CONFLICT, StoreError,
+    TOO_LARGE, classify, deadline, is_permanent_code,
 };
 
 const TTL_INDEX: &str = "ts_ttl";

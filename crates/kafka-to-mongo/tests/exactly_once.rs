@@ -5,15 +5,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Setup, Writer, payloads};
+use common::WRITER;
 use mongodb::bson::{Document, doc};
 use rdkafka::Message as _;
 use telemetry::envelope::header as h;
 use testkit::kafka;
+use testkit::writer::{Setup, Writer, payloads};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_messages_become_ten_thousand_documents_and_a_replay_only_counts_duplicates() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     let writer = s.writer("w");
     writer.wait_ready().await;
     let msgs = payloads(10_000);
@@ -47,12 +48,12 @@ async fn ten_thousand_messages_become_ten_thousand_documents_and_a_replay_only_c
     let one = one.expect("thermo-0001's first message is stored under its idempotency key");
     assert_eq!(one.get_str("deviceId").unwrap(), "thermo-0001");
     assert!(one.get_datetime("ts").is_ok() && one.get_datetime("ingestedAt").is_ok());
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_messages_go_to_the_dead_letter_topic_with_reasons_and_offsets_move_past_them() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     let writer = s.writer("w");
     writer.wait_ready().await;
     let valid = payloads(300);
@@ -113,12 +114,12 @@ async fn invalid_messages_go_to_the_dead_letter_topic_with_reasons_and_offsets_m
         303,
         "committed past valid and invalid alike"
     );
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_in_flight_budget_of_one_batch_still_drains_every_partition_exactly() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     // Six partitions take turns at room for one batch: none may starve or deadlock.
     let writer = Writer::start(
         &s,
@@ -136,5 +137,5 @@ async fn an_in_flight_budget_of_one_batch_still_drains_every_partition_exactly()
         .map(|d| d.get_i64("count").unwrap())
         .sum();
     assert_eq!(counted, 1_200);
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }

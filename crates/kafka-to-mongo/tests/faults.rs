@@ -7,14 +7,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Setup, Writer, payloads, proxied_mongo};
+use common::WRITER;
 use testkit::fault_proxy::Mode;
 use testkit::kafka;
+use testkit::writer::{Setup, Writer, payloads};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_black_holed_mongodb_connection_times_out_is_retried_and_reported_not_ready() {
-    let s = Setup::on_stack().await;
-    let (proxy, uri) = proxied_mongo(&s);
+    let s = Setup::on_stack(WRITER).await;
+    let (proxy, uri) = s.proxied_mongo();
     let w = Writer::start(
         &s,
         "w",
@@ -46,13 +47,13 @@ async fn a_black_holed_mongodb_connection_times_out_is_retried_and_reported_not_
     proxy.set(Mode::Pass);
     s.settled(1_000, Duration::from_secs(120)).await;
     assert_eq!(s.device_total().await, 1_000);
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partition_revoked_past_the_grace_and_assigned_back_keeps_flowing_and_loses_nothing() {
-    let s = Setup::on_stack().await;
-    let (proxy, uri) = proxied_mongo(&s);
+    let s = Setup::on_stack(WRITER).await;
+    let (proxy, uri) = s.proxied_mongo();
     let grace = [("SHUTDOWN_GRACE_MS", "500")];
     let a = Writer::start(&s, "a", &[grace[0], ("MONGODB_URI", &uri)]);
     a.wait_ready().await;
@@ -89,12 +90,12 @@ async fn a_partition_revoked_past_the_grace_and_assigned_back_keeps_flowing_and_
     s.settled(3_000, Duration::from_secs(120)).await;
     assert_eq!(s.device_total().await, 3_000, "0 lost, 0 double-counted");
     assert_eq!(a.get("/healthz").map(|r| r.0), Some(200));
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unwritable_dead_letter_topic_holds_only_its_partitions_and_recovers() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     // Two partitions each end a batch with one invalid message.
     let msgs = payloads(2_400);
     for (p, chunk) in msgs[..800].chunks(400).enumerate() {
@@ -159,13 +160,13 @@ async fn an_unwritable_dead_letter_topic_holds_only_its_partitions_and_recovers(
     assert_eq!(s.device_total().await, 2_400);
     assert_eq!(kafka::read_n(&s.dlq, 2).await.len(), 2);
     fixed.wait_metric("Duplicates", 800.0).await;
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_health_server_answers_not_ready_while_start_up_waits_for_mongodb() {
-    let s = Setup::on_stack().await;
-    let (proxy, uri) = proxied_mongo(&s);
+    let s = Setup::on_stack(WRITER).await;
+    let (proxy, uri) = s.proxied_mongo();
     proxy.set(Mode::BlackHole);
     let w = Writer::start(
         &s,
@@ -194,12 +195,12 @@ async fn the_health_server_answers_not_ready_while_start_up_waits_for_mongodb() 
     w.wait_ready().await;
     s.produce(&payloads(100)).await;
     s.settled(100, Duration::from_secs(60)).await;
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_device_whose_state_mongodb_refuses_is_dead_lettered_and_the_others_are_stored() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     let msgs = payloads(400);
     let victim = msgs[0]["deviceId"].as_str().unwrap().to_owned();
     let theirs = msgs
@@ -246,7 +247,7 @@ async fn a_device_whose_state_mongodb_refuses_is_dead_lettered_and_the_others_ar
         .sum();
     assert_eq!(others as u64, 400 - theirs, "counts match what is stored");
     w.wait_metric("DeviceStateRefused", 1.0).await;
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 /// A private broker behind a fault proxy, topics on it, a writer, and 120 large
@@ -268,6 +269,7 @@ async fn behind_a_corrupting_proxy(
     broker.start();
     let proxy = FaultProxy::start_on(proxy_port, broker.address().parse().unwrap());
     let s = Setup::on(
+        WRITER,
         &proxy.addr().to_string(),
         testkit::StackEnv::get().mongo_uri(),
     )
@@ -302,7 +304,7 @@ async fn a_record_batch_corrupted_in_transit_is_read_again_and_nothing_is_skippe
         0,
         "nothing was unreadable the second time"
     );
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -335,5 +337,5 @@ async fn a_corrupt_record_batch_is_dead_lettered_as_an_unreadable_range_never_sk
         "the range is exactly what was not stored ({unread}): {reason}"
     );
     w.wait_metric("UnreadableOffsets", unread as f64).await;
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }

@@ -9,10 +9,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Setup, payloads};
+use common::WRITER;
 use testkit::podman::{Container, image, podman_ok};
 use testkit::process::{TempDir, free_port};
 use testkit::secure::{PASSWORD, SecureBroker, USER};
+use testkit::writer::{Setup, payloads};
 use testkit::{StackEnv, kafka, wait_for};
 
 /// `localhost:PORT` for a `127.0.0.1:PORT` address.
@@ -80,7 +81,7 @@ async fn healthy(c: &Container) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_image_stores_the_pipelines_messages_answers_its_health_check_and_stops_cleanly() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     let port = free_port();
     let mut env = task_env(&s, StackEnv::get().kafka_bootstrap(), port);
     env.push("KAFKA_SECURITY_PROTOCOL=PLAINTEXT".into());
@@ -111,6 +112,7 @@ async fn the_image_speaks_sasl_ssl_with_a_given_ca_and_carries_a_ca_bundle() {
     let s = {
         // Topics on the TLS broker; MongoDB is the stack's.
         let s = Setup::on(
+            WRITER,
             StackEnv::get().kafka_bootstrap(),
             StackEnv::get().mongo_uri(),
         )

@@ -5,12 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Setup, Writer};
+use common::WRITER;
 use testkit::kafka;
+use testkit::writer::{Setup, Writer};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_too_large_for_one_transaction_is_halved_until_it_is_stored() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     // 300 messages of ~63 KB from 300 devices: one batch of them is ~19 MB, more than
     // one transaction may hold (and its device update is one command over 16 MiB).
     let big = "x".repeat(250);
@@ -44,5 +45,5 @@ async fn a_batch_too_large_for_one_transaction_is_halved_until_it_is_stored() {
         "nothing dead-lettered: every message fits alone"
     );
     w.wait_metric("BatchSplits", 1.0).await;
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }

@@ -5,9 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Setup, Writer, payloads};
+use common::WRITER;
 use testkit::StackEnv;
 use testkit::process::{Server, TempDir};
+use testkit::writer::{Setup, Writer, payloads};
 
 async fn wait_count_at_least(s: &Setup, n: u64) {
     testkit::wait_for(
@@ -24,7 +25,7 @@ async fn a_mongodb_outage_commits_nothing_unwritten_and_loses_nothing() {
     let mut mongo = Server::secantus(dir.path());
     mongo.start();
     let uri = format!("mongodb://{}/?directConnection=true", mongo.address());
-    let s = Setup::on(StackEnv::get().kafka_bootstrap(), &uri).await;
+    let s = Setup::on(WRITER, StackEnv::get().kafka_bootstrap(), &uri).await;
     let writer = s.writer("w");
     writer.wait_ready().await;
     let msgs = payloads(3_000);
@@ -62,7 +63,7 @@ async fn a_mongodb_outage_commits_nothing_unwritten_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sigkilled_writer_restarts_with_nothing_lost_or_duplicated() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     let msgs = payloads(6_000);
     s.produce(&msgs).await;
     let mut first = Writer::start(&s, "first", &[("BATCH_SIZE", "100")]);
@@ -80,12 +81,12 @@ async fn a_sigkilled_writer_restarts_with_nothing_lost_or_duplicated() {
     second
         .wait_metric("DocumentsInserted", (6_000 - stored_at_crash) as f64)
         .await;
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_batch_exits_0_with_everything_written_committed() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     s.produce(&payloads(6_000)).await;
     let mut first = Writer::start(&s, "first", &[("BATCH_SIZE", "100")]);
     wait_count_at_least(&s, 500).await;
@@ -124,7 +125,7 @@ async fn sigterm_during_a_batch_exits_0_with_everything_written_committed() {
         0.0,
         "nothing is re-stored"
     );
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -132,7 +133,7 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     let dir = TempDir::new("broker-restart");
     let mut broker = Server::nisshi(dir.path());
     broker.start();
-    let s = Setup::on(&broker.address(), StackEnv::get().mongo_uri()).await;
+    let s = Setup::on(WRITER, &broker.address(), StackEnv::get().mongo_uri()).await;
     let writer = s.writer("w");
     writer.wait_ready().await;
     let msgs = payloads(4_000);
@@ -142,12 +143,12 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     s.produce(&msgs[2_000..]).await;
     s.settled(4_000, Duration::from_secs(120)).await;
     assert_eq!(s.device_total().await, 4_000);
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_writers_split_the_partitions_and_one_takes_over_when_the_other_leaves() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     let mut a = s.writer("a");
     a.wait_ready().await;
     let b = s.writer("b");
@@ -195,5 +196,5 @@ async fn two_writers_split_the_partitions_and_one_takes_over_when_the_other_leav
     s.settled(6_000, Duration::from_secs(120)).await;
     b.wait_metric("DocumentsInserted", 6_000.0 - split.0).await;
     assert_eq!(s.device_total().await, 6_000);
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }

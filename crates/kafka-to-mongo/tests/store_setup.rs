@@ -154,23 +154,8 @@ async fn writers_starting_together_with_a_retention_all_succeed_and_a_new_retent
 
 #[tokio::test(flavor = "multi_thread")]
 async fn already_stored_documents_are_found_by_a_majority_read() {
-    use std::sync::{Arc, Mutex};
     let db = testkit::mongo::fresh_database("majority").await;
-    let finds: Arc<Mutex<Vec<Document>>> = Arc::default();
-    let seen = Arc::clone(&finds);
-    let mut opts = mongodb::options::ClientOptions::parse(StackEnv::get().mongo_uri())
-        .await
-        .unwrap();
-    opts.command_event_handler = Some(mongodb::event::EventHandler::callback(
-        move |e: mongodb::event::command::CommandEvent| {
-            if let mongodb::event::command::CommandEvent::Started(s) = e
-                && s.command_name == "find"
-            {
-                seen.lock().unwrap().push(s.command);
-            }
-        },
-    ));
-    let client = mongodb::Client::with_options(opts).unwrap();
+    let (client, commands) = testkit::mongo::monitored_client().await;
     let store = Store::from_client(client, db.name(), "telemetry", "devices");
     store.ensure_indexes(None).await.unwrap();
     let base = 1_767_225_600_000i64;
@@ -181,7 +166,7 @@ async fn already_stored_documents_are_found_by_a_majority_read() {
     // by a local read after the offset is committed past it: only majority counts.
     let stats = store.write(&batch).await.unwrap();
     assert_eq!((stats.inserted, stats.duplicates), (1, 1));
-    let finds = finds.lock().unwrap().clone();
+    let finds = commands.named("find");
     assert!(!finds.is_empty(), "the existing documents were looked up");
     for f in &finds {
         let level = f

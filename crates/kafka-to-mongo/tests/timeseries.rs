@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bridge_common::collection::Bucketing;
-use common::{Setup, Writer, payloads};
+use common::WRITER;
 use futures::TryStreamExt as _;
 use kafka_to_mongo::error::StoreError;
 use kafka_to_mongo::store::Store;
@@ -18,9 +18,12 @@ use kafka_to_mongo::timeseries::{self, Attempts, Lease, TimeSeries};
 use mongodb::bson::{Document, doc};
 use rdkafka::Message as _;
 use telemetry::document::{Layout, Prepared};
+use testkit::writer::{Setup, Writer, payloads};
 use testkit::{StackEnv, kafka};
 
 const TS: (&str, &str) = ("MONGODB_COLLECTION_TYPE", "timeseries");
+/// How long a writer may take to store a test's measurements and commit them.
+const SETTLE: Duration = Duration::from_secs(180);
 const SECONDS: Bucketing = Bucketing::Granularity(bridge_common::collection::Granularity::Seconds);
 
 fn ts_writer(s: &Setup, name: &str, extra: &[(&str, &str)]) -> Writer {
@@ -71,15 +74,6 @@ async fn counts_exact(s: &Setup, total: i64) {
     assert_eq!(s.device_total().await, total);
 }
 
-/// Waits until every offset is committed and the collection holds `n` measurements.
-async fn settled(s: &Setup, n: u64) {
-    testkit::wait_for("settled", Duration::from_secs(180), || async {
-        let (c, h) = s.committed_and_high();
-        (c == h && measurements(s).await.0 == n).then_some(())
-    })
-    .await;
-}
-
 /// A time-series store on the setup's database, as a writer holds it.
 async fn store_on(s: &Setup, client: mongodb::Client) -> TimeSeries {
     let store = Store::from_client(client, &s.database, "telemetry", "devices");
@@ -128,15 +122,15 @@ async fn records(s: &Setup) -> Vec<(i64, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_messages_and_their_replay_are_ten_thousand_measurements() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     let w = ts_writer(&s, "w", &[]);
     w.wait_ready().await;
     let msgs = payloads(10_000);
     s.produce(&msgs).await;
-    settled(&s, 10_000).await;
+    s.settled(10_000, SETTLE).await;
     s.produce(&msgs).await;
     w.wait_metric("Duplicates", 10_000.0).await;
-    settled(&s, 10_000).await;
+    s.settled(10_000, SETTLE).await;
     assert_eq!(measurements(&s).await, (10_000, 10_000));
     counts_exact(&s, 10_000).await;
     let m = w.metric_totals();
@@ -189,18 +183,18 @@ async fn ten_thousand_messages_and_their_replay_are_ten_thousand_measurements() 
         indexes.contains(&"source_deviceId_ts".to_owned()),
         "{indexes:?}"
     );
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_between_the_insert_and_the_device_state_counts_each_measurement_once() {
     let env = StackEnv::get();
-    let s = Setup::with_partitions(env.kafka_bootstrap(), env.mongo_uri(), 1).await;
+    let s = Setup::with_partitions(WRITER, env.kafka_bootstrap(), env.mongo_uri(), 1).await;
     let msgs = payloads(600);
     let (first, second) = msgs.split_at(400);
     s.produce(first).await;
     let mut w1 = ts_writer(&s, "w1", &[]);
-    settled(&s, 400).await;
+    s.settled(400, SETTLE).await;
     assert!(w1.sigterm().success());
     // The next 200, then 100 of the first 400 again: true duplicates of a completed batch.
     let mut again = second.to_vec();
@@ -238,26 +232,11 @@ async fn a_crash_between_the_insert_and_the_device_state_counts_each_measurement
         (200.0, 100.0),
         "{m:?}"
     );
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
-/// Every command the client sends: (name, body).
-type Seen = Arc<Mutex<Vec<(String, Document)>>>;
-
-async fn monitored_client() -> (mongodb::Client, Seen) {
-    let seen: Seen = Arc::default();
-    let sink = Arc::clone(&seen);
-    let mut opts = mongodb::options::ClientOptions::parse(StackEnv::get().mongo_uri())
-        .await
-        .unwrap();
-    opts.command_event_handler = Some(mongodb::event::EventHandler::callback(
-        move |e: mongodb::event::command::CommandEvent| {
-            if let mongodb::event::command::CommandEvent::Started(s) = e {
-                sink.lock().unwrap().push((s.command_name, s.command));
-            }
-        },
-    ));
-    (mongodb::Client::with_options(opts).unwrap(), seen)
+fn is_telemetry_insert(c: &mongodb::event::command::CommandStartedEvent) -> bool {
+    c.command_name == "insert" && c.command.get_str("insert").ok() == Some("telemetry")
 }
 
 /// Records as a partition would hold them: the payloads framed, at offsets from `first`.
@@ -281,8 +260,8 @@ fn framed(
 async fn a_retry_after_a_failed_device_state_counts_its_own_measurements_once_and_no_write_is_transactional()
  {
     let env = StackEnv::get();
-    let s = Setup::with_partitions(env.kafka_bootstrap(), env.mongo_uri(), 1).await;
-    let (client, seen) = monitored_client().await;
+    let s = Setup::with_partitions(WRITER, env.kafka_bootstrap(), env.mongo_uri(), 1).await;
+    let (client, commands) = testkit::mongo::monitored_client().await;
     let ts = store_on(&s, client).await;
     let lease = ts.claim(0).await.unwrap();
     let msgs = payloads(120);
@@ -372,7 +351,7 @@ async fn a_retry_after_a_failed_device_state_counts_its_own_measurements_once_an
 
     // MongoDB forbids time-series writes in a transaction: none of ours is in one,
     // and the device state is (the server here refuses it too; this checks our side).
-    let seen = seen.lock().unwrap().clone();
+    let seen = commands.all();
     let on_telemetry: Vec<&(String, Document)> = seen
         .iter()
         .filter(|(name, c)| {
@@ -404,13 +383,13 @@ async fn a_retry_after_a_failed_device_state_counts_its_own_measurements_once_an
             "device state in a transaction: {c}"
         );
     }
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_zombie_that_inserts_after_losing_its_partition_leaves_no_duplicate() {
     let env = StackEnv::get();
-    let s = Setup::with_partitions(env.kafka_bootstrap(), env.mongo_uri(), 1).await;
+    let s = Setup::with_partitions(WRITER, env.kafka_bootstrap(), env.mongo_uri(), 1).await;
     s.produce(&payloads(300)).await;
     let records = records(&s).await;
 
@@ -419,22 +398,16 @@ async fn a_zombie_that_inserts_after_losing_its_partition_leaves_no_duplicate() 
     let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
     let (open_tx, open_rx) = std::sync::mpsc::channel::<()>();
     let gate = Mutex::new(Some((held_tx, open_rx)));
-    let mut opts = mongodb::options::ClientOptions::parse(env.mongo_uri())
-        .await
-        .unwrap();
-    opts.command_event_handler = Some(mongodb::event::EventHandler::callback(
-        move |e: mongodb::event::command::CommandEvent| {
-            if let mongodb::event::command::CommandEvent::Started(c) = e
-                && c.command_name == "insert"
-                && c.command.get_str("insert").ok() == Some("telemetry")
-                && let Some((held, open)) = gate.lock().unwrap().take()
-            {
-                held.send(()).unwrap();
-                open.recv_timeout(Duration::from_secs(180)).unwrap();
-            }
-        },
-    ));
-    let zombie = store_on(&s, mongodb::Client::with_options(opts).unwrap()).await;
+    let gated = testkit::mongo::client_with_hook(env.mongo_uri(), move |c| {
+        if is_telemetry_insert(c)
+            && let Some((held, open)) = gate.lock().unwrap().take()
+        {
+            held.send(()).unwrap();
+            open.recv_timeout(Duration::from_secs(180)).unwrap();
+        }
+    })
+    .await;
+    let zombie = store_on(&s, gated).await;
     let lease = zombie.claim(0).await.unwrap();
     let items = prepared(&records, &lease);
     let runtime = tokio::runtime::Handle::current();
@@ -451,7 +424,7 @@ async fn a_zombie_that_inserts_after_losing_its_partition_leaves_no_duplicate() 
 
     // Meanwhile the partition moved: a writer claims it and stores everything.
     let w = ts_writer(&s, "w", &[]);
-    settled(&s, 300).await;
+    s.settled(300, SETTLE).await;
     open_tx.send(()).unwrap();
     let (result, cleaned) = task.await.unwrap();
     assert!(
@@ -466,13 +439,13 @@ async fn a_zombie_that_inserts_after_losing_its_partition_leaves_no_duplicate() 
     assert_eq!(measurements(&s).await, (300, 300));
     counts_exact(&s, 300).await;
     drop(w);
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_writer_whose_partitions_moved_stores_nothing_twice() {
-    let s = Setup::on_stack().await;
-    let (proxy, uri) = common::proxied_mongo(&s);
+    let s = Setup::on_stack(WRITER).await;
+    let (proxy, uri) = s.proxied_mongo();
     // A's MongoDB calls wait (it holds batches); its deadline outlasts the pause, so
     // it learns the fate of every insert it sent.
     let mut a = ts_writer(
@@ -500,7 +473,7 @@ async fn a_paused_writer_whose_partitions_moved_stores_nothing_twice() {
     .await;
     a.signal("-STOP");
     let b = ts_writer(&s, "b", &[]);
-    settled(&s, 3_000).await;
+    s.settled(3_000, SETTLE).await;
     a.signal("-CONT");
     proxy.set(testkit::fault_proxy::Mode::Pass);
     testkit::wait_for("a fenced or idle", Duration::from_secs(120), || async {
@@ -518,7 +491,7 @@ async fn a_paused_writer_whose_partitions_moved_stores_nothing_twice() {
     assert_eq!(measurements(&s).await, (3_000, 3_000));
     counts_exact(&s, 3_000).await;
     drop(b);
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -529,6 +502,7 @@ async fn a_device_that_moves_partition_when_partitions_are_added_is_counted_exac
     // their newer messages arrive on the others, and 300 old messages are redelivered
     // on the new partitions.
     let s = Setup::with_partitions(
+        WRITER,
         StackEnv::get().kafka_bootstrap(),
         StackEnv::get().mongo_uri(),
         4,
@@ -541,7 +515,7 @@ async fn a_device_that_moves_partition_when_partitions_are_added_is_counted_exac
     s.produce(&later).await;
     let w = ts_writer(&s, "w", &[("BATCH_SIZE", "100")]);
     w.wait_ready().await;
-    settled(&s, 2_000).await;
+    s.settled(2_000, SETTLE).await;
     let moved = kafka::read_all_on(&s.bootstrap, &s.topic)
         .await
         .iter()
@@ -572,12 +546,12 @@ async fn a_device_that_moves_partition_when_partitions_are_added_is_counted_exac
         "{m:?}"
     );
     drop(w);
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_writer_refuses_a_collection_of_another_shape_and_applies_a_new_retention() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     let db = s.db().await;
     db.create_collection("regular").await.unwrap();
     db.run_command(doc! {"create": "hours", "timeseries": {"timeField": "ts", "metaField": "source", "granularity": "hours"}})
@@ -642,7 +616,7 @@ async fn the_writer_refuses_a_collection_of_another_shape_and_applies_a_new_rete
         Some(7 * 86_400),
         "changed in place"
     );
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 /// The window README's "Which collection type" leaves open, reproduced: an insert
@@ -653,25 +627,19 @@ async fn the_writer_refuses_a_collection_of_another_shape_and_applies_a_new_rete
 async fn measurements_left_by_an_insert_that_arrives_after_its_writer_gave_up() {
     use testkit::fault_proxy::Mode;
     let env = StackEnv::get();
-    let s = Setup::with_partitions(env.kafka_bootstrap(), env.mongo_uri(), 1).await;
+    let s = Setup::with_partitions(WRITER, env.kafka_bootstrap(), env.mongo_uri(), 1).await;
     s.produce(&payloads(300)).await;
     let records = records(&s).await;
-    let (proxy, uri) = common::proxied_mongo(&s);
+    let (proxy, uri) = s.proxied_mongo();
     let proxy = Arc::new(proxy);
     let hold = Arc::clone(&proxy);
     // From its insert on, the network holds everything the zombie sends.
-    let mut opts = mongodb::options::ClientOptions::parse(&uri).await.unwrap();
-    opts.command_event_handler = Some(mongodb::event::EventHandler::callback(
-        move |e: mongodb::event::command::CommandEvent| {
-            if let mongodb::event::command::CommandEvent::Started(c) = e
-                && c.command_name == "insert"
-                && c.command.get_str("insert").ok() == Some("telemetry")
-            {
-                hold.set(Mode::BlackHole);
-            }
-        },
-    ));
-    let held = mongodb::Client::with_options(opts).unwrap();
+    let held = testkit::mongo::client_with_hook(&uri, move |c| {
+        if is_telemetry_insert(c) {
+            hold.set(Mode::BlackHole);
+        }
+    })
+    .await;
     let store = Store::from_client(held, &s.database, "telemetry", "devices")
         .with_timeout(Duration::from_secs(2));
     store.ensure_devices().await.unwrap();
@@ -687,7 +655,7 @@ async fn measurements_left_by_an_insert_that_arrives_after_its_writer_gave_up() 
     );
 
     let w = ts_writer(&s, "w", &[]);
-    settled(&s, 300).await;
+    s.settled(300, SETTLE).await;
     // Its next attempt (on a connection that answers): fenced, nothing of its own to remove yet.
     let direct = store_on(&s, client().await).await;
     let fenced = direct.write(&items, &lease, &attempts).await;
@@ -705,5 +673,5 @@ async fn measurements_left_by_an_insert_that_arrives_after_its_writer_gave_up() 
     assert_eq!(measurements(&s).await, (600, 300), "300 measurements twice");
     counts_exact(&s, 300).await;
     drop(w);
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }

@@ -6,11 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Setup, payloads};
+use common::WRITER;
 use mongodb::bson::{Document, doc};
 use serde_json::{Map, Value, json};
 use telemetry::envelope::header as h;
 use testkit::kafka;
+use testkit::writer::{Setup, payloads};
 
 fn obj(v: Value) -> Map<String, Value> {
     v.as_object().unwrap().clone()
@@ -18,7 +19,7 @@ fn obj(v: Value) -> Map<String, Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_and_dotted_keys_are_dead_lettered_and_never_reach_mongodb() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     let writer = s.writer("w");
     writer.wait_ready().await;
     let attacks = [
@@ -46,7 +47,7 @@ async fn operator_and_dotted_keys_are_dead_lettered_and_never_reach_mongodb() {
         s.devices().await.is_empty(),
         "no device state from refused messages"
     );
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 /// A reading whose text looks like a field path: it must be stored as text.
@@ -61,7 +62,7 @@ fn reading(device: &str, seq: Option<u64>, ts_ms: i64) -> Map<String, Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn device_state_is_the_newest_with_an_exact_count_under_out_of_order_and_duplicates() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     let writer = s.writer("w");
     writer.wait_ready().await;
     let base = 1_767_225_600_000i64;
@@ -115,7 +116,7 @@ async fn device_state_is_the_newest_with_an_exact_count_under_out_of_order_and_d
         d2.get_datetime("firstSeen").unwrap().timestamp_millis(),
         base + 1_000
     );
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 /// Seqs above i64::MAX are stored as Decimal128 (BSON has no u64), which MongoDB compares
@@ -123,7 +124,7 @@ async fn device_state_is_the_newest_with_an_exact_count_under_out_of_order_and_d
 /// "9223372036854775808" > "18446744073709551615", so `$max` went back to an older seq.
 #[tokio::test(flavor = "multi_thread")]
 async fn last_seq_follows_the_numeric_order_beyond_i64_max() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     let writer = s.writer("w");
     writer.wait_ready().await;
     let ts = 1_767_225_600_000i64;
@@ -195,12 +196,12 @@ async fn last_seq_follows_the_numeric_order_beyond_i64_max() {
         3,
         "the Decimal128 seqs compare above the Int64 i64::MAX"
     );
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_document_mongodb_refuses_is_dead_lettered_and_the_rest_are_stored() {
-    let s = Setup::on_stack().await;
+    let s = Setup::on_stack(WRITER).await;
     // An operator's validator: temperatures above 1000 are sensor faults.
     let validator = doc! {"$jsonSchema": {"properties": {"readings": {"properties": {"temperature_c": {"maximum": 1000}}}}}};
     s.db()
@@ -236,5 +237,5 @@ async fn a_document_mongodb_refuses_is_dead_lettered_and_the_rest_are_stored() {
     writer.wait_metric("DeadLettered", 2.0).await;
     let m = writer.metric_totals();
     assert_eq!((m["DocumentsInserted"], m["DeadLettered"]), (198.0, 2.0));
-    common::drop_db(&s).await;
+    s.drop_db().await;
 }

@@ -11,6 +11,7 @@ use sqs_to_kafka::batch::Kind;
 use sqs_to_kafka::{Bridge, Config, Outcome};
 use telemetry::envelope::header as h;
 use telemetry::murmur2::partition_for_key;
+use testkit::args::LambdaArgs;
 use testkit::{StackEnv, kafka, unique};
 
 const VALID_10: &str = include_str!("../../../events/sqs/valid-batch-10.json");
@@ -23,22 +24,8 @@ fn records(json: &str) -> Vec<SqsMessage> {
     serde_json::from_str::<SqsEvent>(json).unwrap().records
 }
 
-fn config(bootstrap: &str, topic: &str, dlq: &str, extra: &[&str]) -> Config {
-    let mut argv = vec![
-        "sqs-to-kafka",
-        "--bootstrap-servers",
-        bootstrap,
-        "--security-protocol",
-        "PLAINTEXT",
-        "--local-mode",
-        "true",
-        "--topic",
-        topic,
-        "--dlq-topic",
-        dlq,
-    ];
-    argv.extend_from_slice(extra);
-    Config::try_parse_from(argv).unwrap()
+fn config(args: LambdaArgs) -> Config {
+    Config::try_parse_from(args.argv()).unwrap()
 }
 
 /// A bridge on the stack's broker with fresh telemetry and dead-letter topics.
@@ -46,9 +33,10 @@ async fn bridge() -> (Bridge, String, String) {
     let (topic, dlq) = (unique("telemetry"), unique("dlq"));
     kafka::create_topic(&topic, PARTITIONS).await;
     kafka::create_topic(&dlq, 1).await;
-    let b = Bridge::connect(config(StackEnv::get().kafka_bootstrap(), &topic, &dlq, &[]))
-        .await
-        .unwrap();
+    let args = LambdaArgs::local(StackEnv::get().kafka_bootstrap())
+        .topic(&topic)
+        .dlq_topic(&dlq);
+    let b = Bridge::connect(config(args)).await.unwrap();
     (b, topic, dlq)
 }
 
@@ -206,10 +194,11 @@ async fn an_unreachable_broker_fails_every_record_before_the_deadline() {
     let addr = closed.local_addr().unwrap().to_string();
     drop(closed);
     let cfg = config(
-        &addr,
-        "t",
-        "d",
-        &["--message-timeout-ms", "1500", "--deadline-margin-ms", "0"],
+        LambdaArgs::local(&addr)
+            .topic("t")
+            .dlq_topic("d")
+            .set("--message-timeout-ms", 1500)
+            .set("--deadline-margin-ms", 0),
     );
     let bridge = Bridge::connect(cfg).await.unwrap();
     let batch = records(VALID_10);
@@ -241,15 +230,11 @@ async fn records_unconfirmed_at_the_deadline_are_failed() {
         }
     });
     let cfg = config(
-        &addr,
-        "t",
-        "d",
-        &[
-            "--message-timeout-ms",
-            "60000",
-            "--deadline-margin-ms",
-            "200",
-        ],
+        LambdaArgs::local(&addr)
+            .topic("t")
+            .dlq_topic("d")
+            .set("--message-timeout-ms", 60_000)
+            .set("--deadline-margin-ms", 200),
     );
     let bridge = Bridge::connect(cfg).await.unwrap();
     let batch = records(VALID_10);

@@ -10,32 +10,24 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use sqs_to_kafka::batch::Kind;
 use sqs_to_kafka::{Bridge, Config, Outcome};
+use testkit::args::LambdaArgs;
 use testkit::process::{Server, TempDir};
 use testkit::secure::{PASSWORD, SecureBroker, USER};
 
-fn config(broker: &Server, ca: &str, password: &str, extra: &[&str]) -> Config {
-    let addr = broker.address();
-    let mut argv = vec![
-        "sqs-to-kafka",
-        "--bootstrap-servers",
-        &addr,
-        "--security-protocol",
-        "SASL_SSL",
-        "--sasl-mechanism",
-        "SCRAM-SHA-512",
-        "--sasl-username",
-        USER,
-        "--sasl-password",
-        password,
-        "--ssl-ca-location",
-        ca,
-        "--topic",
-        "telemetry",
-        "--dlq-topic",
-        "dlq",
-    ];
-    argv.extend_from_slice(extra);
-    Config::try_parse_from(argv).unwrap()
+/// SASL_SSL with SCRAM to `broker`, no local mode.
+fn args(broker: &Server, ca: &str, password: &str) -> LambdaArgs {
+    LambdaArgs::new(&broker.address())
+        .set("--security-protocol", "SASL_SSL")
+        .set("--sasl-mechanism", "SCRAM-SHA-512")
+        .set("--sasl-username", USER)
+        .set("--sasl-password", password)
+        .set("--ssl-ca-location", ca)
+        .topic("telemetry")
+        .dlq_topic("dlq")
+}
+
+fn config(args: LambdaArgs) -> Config {
+    Config::try_parse_from(args.argv()).unwrap()
 }
 
 #[tokio::test]
@@ -68,7 +60,7 @@ async fn sasl_ssl_scram_produces_and_a_wrong_password_says_so() {
         serde_json::from_str::<SqsEvent>(include_str!("../../../events/sqs/mixed-batch.json"))
             .unwrap()
             .records;
-    let bridge = Bridge::connect(config(broker, &ca, PASSWORD, &[]))
+    let bridge = Bridge::connect(config(args(broker, &ca, PASSWORD)))
         .await
         .expect("no local mode needed for SASL_SSL");
     let report = bridge
@@ -88,10 +80,7 @@ async fn sasl_ssl_scram_produces_and_a_wrong_password_says_so() {
     );
 
     let wrong = Bridge::connect(config(
-        broker,
-        &ca,
-        "not-the-password",
-        &["--message-timeout-ms", "4000"],
+        args(broker, &ca, "not-the-password").set("--message-timeout-ms", 4000),
     ))
     .await
     .unwrap();

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod args;
 pub mod fault_proxy;
 pub mod kafka;
 pub mod mongo;
@@ -17,6 +18,7 @@ pub mod podman;
 pub mod process;
 pub mod secure;
 pub mod sqs;
+pub mod writer;
 
 /// The variables `infra/local/stack` wrote to its environment file.
 #[derive(Debug, Clone)]
@@ -59,6 +61,13 @@ impl StackEnv {
 
     pub fn aws_endpoint(&self) -> &str {
         self.var("AWS_ENDPOINT_URL")
+    }
+
+    /// Where SQS is served: `AWS_ENDPOINT_URL_SQS` (the stack's ministack), else `AWS_ENDPOINT_URL`.
+    pub fn sqs_endpoint(&self) -> &str {
+        self.0
+            .get("AWS_ENDPOINT_URL_SQS")
+            .map_or_else(|| self.aws_endpoint(), String::as_str)
     }
 
     /// All pairs, for a child process's environment.

@@ -1,4 +1,4 @@
-//! An SQS client for tests, pointed at the stack's moto server.
+//! An SQS client for tests, pointed at the stack's SQS server (ministack; `StackEnv::sqs_endpoint`).
 
 use aws_config::BehaviorVersion;
 use aws_sdk_sqs::Client;
@@ -8,7 +8,7 @@ use crate::StackEnv;
 pub async fn client() -> Client {
     let env = StackEnv::get();
     let conf = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(env.aws_endpoint())
+        .endpoint_url(env.sqs_endpoint())
         .region(aws_config::Region::new(env.var("AWS_REGION").to_owned()))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             env.var("AWS_ACCESS_KEY_ID"),

@@ -25,10 +25,11 @@ use mongodb::options::{CollectionOptions, ReadConcern, ReturnDocument};
 use mongodb::{Collection, IndexModel};
 use telemetry::document::{Prepared, field};
 
-use crate::error::{DUPLICATE_KEY, NAMESPACE_EXISTS, StoreError, deadline};
+use crate::error::{StoreError, deadline};
 use crate::store::{InsertFailure, Store, WriteStats, classify_insert, code};
 use bridge_common::collection::CollectionType;
 use bridge_common::collection::{self as spec, Bucketing, Existing};
+use bridge_common::mongo::{DUPLICATE_KEY, NAMESPACE_EXISTS};
 use plan::{Decision, Owner, Provenance};
 
 const INDEX: &str = "source_deviceId_ts";

@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
 """SQS semantics over the raw AWS JSON 1.0 protocol; prints a normalized transcript.
 
-Used by infra/local/moto-fast-check: run against stock moto and against the
-launcher (moto_sqs_fast.py), the transcripts must be identical. Covers send and
-batch send (attributes, MD5s, delays), receive counts, visibility reappearance,
-redrive at maxReceiveCount=2, deletes (current/stale/invalid handles), visibility
-changes, purge, attributes, long poll, FIFO ordering and deduplication, tags and
-error shapes. Usage: moto_sqs_transcript.py PORT [--seeded]"""
+Used by infra/local/sqs-check (through sqs_probe.py transcript): run against stock moto,
+the reference, and against ministack, the stack's SQS server; the two may differ only as
+infra/local/sqs-known-differences.txt says. Covers send and batch send (attributes, MD5s,
+delays), receive counts, visibility reappearance, redrive at maxReceiveCount=2, deletes
+(current/stale/invalid handles), visibility changes, purge, attributes, long poll, FIFO
+ordering and deduplication, tags and error shapes. Usage: sqs_transcript.py PORT [--seeded]
+(--seeded: moto only)"""
 import http.client, json, sys, threading, time, base64, hashlib
 
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 5099
 SEEDED = "--seeded" in sys.argv  # moto-api seed: ids must then match exactly, not just in shape
 KEEP_HEADERS = ("content-type", "x-amzn-query-error", "x-amzn-errortype", "status")
-# The web server is the one part the launcher swaps on purpose (werkzeug -> waitress).
+# Set by the web server, not by SQS.
 TRANSPORT_HEADERS = ("date", "server", "connection", "via")
 VOLATILE = {"MessageId", "ReceiptHandle", "SentTimestamp", "ApproximateFirstReceiveTimestamp",
             "CreatedTimestamp", "LastModifiedTimestamp", "SequenceNumber"}
@@ -97,7 +98,7 @@ q = call("CreateQueue", {"QueueName": "sem-main", "Attributes": {
 call("GetQueueUrl", {"QueueName": "sem-main"})
 call("ListQueues", {"QueueNamePrefix": "sem-"})
 call("ListQueues", {"QueueNamePrefix": "sem-", "MaxResults": 1}, "ListQueues(paginated)")
-attrs(q)
+attrs(q, label="GetQueueAttributes(All)")
 call("TagQueue", {"QueueUrl": q, "Tags": {"team": "iot", "env": "test"}})
 call("ListQueueTags", {"QueueUrl": q})
 call("UntagQueue", {"QueueUrl": q, "TagKeys": ["env"]})
