@@ -10,13 +10,20 @@ pub fn init_json() {
 
 /// As [`init_json`], with another level when RUST_LOG is unset (a CLI keeps its screen quiet).
 pub fn init_json_with_default(level: &str) {
+    init_json_into(level, std::io::stderr);
+}
+
+fn init_json_into<W>(level: &str, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
         .with_current_span(true)
         .with_target(true)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .try_init();
 }
 
@@ -30,13 +37,6 @@ pub fn init_json_to_file(path: &std::path::Path, level: &str) -> std::io::Result
         .create(true)
         .append(true)
         .open(path)?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_target(true)
-        .with_writer(std::sync::Mutex::new(file))
-        .try_init();
+    init_json_into(level, std::sync::Mutex::new(file));
     Ok(())
 }

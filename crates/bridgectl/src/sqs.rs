@@ -13,15 +13,19 @@ use serde::Serialize;
 /// No request waits forever on an overloaded endpoint: an attempt may take the
 /// longest long poll (20 s) plus a margin, and is then retried by the SDK.
 pub async fn client() -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&aws_config(Duration::from_secs(30)).await)
+}
+
+/// The AWS SDK settings from the standard environment, with a deadline on every attempt.
+pub async fn aws_config(attempt: Duration) -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_attempt_timeout(attempt)
         .build();
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(timeouts)
         .load()
-        .await;
-    aws_sdk_sqs::Client::new(&conf)
+        .await
 }
 
 /// An AWS SDK error with its whole cause chain (the SDK's Display alone says little).

@@ -105,15 +105,7 @@ impl Collector {
 }
 
 async fn cloudwatch_client() -> aws_sdk_cloudwatch::Client {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .build();
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .load()
-        .await;
-    aws_sdk_cloudwatch::Client::new(&conf)
+    aws_sdk_cloudwatch::Client::new(&crate::sqs::aws_config(Duration::from_secs(10)).await)
 }
 
 /// The newest `ApproximateAgeOfOldestMessage` (Maximum, 1-minute periods) of the last 10

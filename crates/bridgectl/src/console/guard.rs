@@ -133,10 +133,7 @@ impl Hosts {
 
     /// The Host header, compared exactly (case-insensitive), port included.
     pub fn host_ok(&self, host: Option<&str>) -> bool {
-        host.is_some_and(|h| {
-            let h = h.to_ascii_lowercase();
-            self.0.iter().any(|n| *n == h)
-        })
+        host.is_some_and(|h| self.0.contains(&h.to_ascii_lowercase()))
     }
 
     /// A state-changing request must name its origin, and it must be the console.
