@@ -97,7 +97,7 @@ pub fn flow_boxes(view: Option<&FlowView>) -> Markup {
 
 fn stage_box(b: &StageBox) -> Markup {
     html! {
-        section.stage class=(b.level.css()) id={"stage-" (b.id)} data-level=(b.level.css()) {
+        section class={"stage " (b.level.css())} id={"stage-" (b.id)} data-level=(b.level.css()) {
             h2 { (b.title) span.level { (b.level.css()) } }
             dl {
                 @for (k, v) in &b.figures {
