@@ -10,22 +10,34 @@ use testkit::process::{TempDir, free_port};
 
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    _driver: Driver,
     _profile: TempDir,
+}
+
+/// chromedriver, killed when dropped: also when the session never starts (a panic
+/// before `Browser` exists must not leave it running).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Browser {
     pub async fn start() -> Self {
         let port = free_port();
         let profile = TempDir::new("chromium-profile");
-        let driver =
+        let driver = Driver(
             Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
                 .arg(format!("--port={port}"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("chromedriver is not installed: run infra/local/browser-tools");
+                .expect("chromedriver is not installed: run infra/local/browser-tools"),
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -54,7 +66,7 @@ impl Browser {
             .expect("a Chromium session");
         Self {
             client,
-            driver,
+            _driver: driver,
             _profile: profile,
         }
     }
@@ -96,15 +108,8 @@ impl Browser {
         }
     }
 
-    pub async fn close(mut self) {
+    /// Ends the session (Chromium exits), then chromedriver goes with `self`.
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
     }
 }
