@@ -17,22 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_bridgectl-under-test");
 async fn replay_through_the_whole_pipeline_gives_exact_counts() {
     let p = Pipeline::new(BIN, StackEnv::get().kafka_bootstrap(), 5).await;
     let _writer = p.start_writer();
-    let out = p.bridgectl(
-        &[
-            "replay",
-            "events/iot/devices-20-seed-1.jsonl",
-            "--invalid-ratio",
-            "0.05",
-            "--duplicate-ratio",
-            "0.05",
-            "--seed",
-            "3",
-            "--json",
-            "--quiet",
-        ],
-        &[],
-    );
-    let sent: Value = serde_json::from_str(out.trim()).unwrap();
+    let sent = p.replay_sample("events/iot/devices-20-seed-1.jsonl", Some(3));
     assert_eq!(sent["valid"], 1_200);
     assert!(
         sent["invalid"].as_u64().unwrap() > 20 && sent["duplicates"].as_u64().unwrap() > 20,

@@ -15,22 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_bridgectl-under-test");
 
 /// The sample replay through the pipeline: (documents stored, dead letters).
 async fn replayed(p: &Pipeline) -> (u64, i64) {
-    let out = p.bridgectl(
-        &[
-            "replay",
-            "events/iot/devices-20-seed-1.jsonl",
-            "--invalid-ratio",
-            "0.05",
-            "--duplicate-ratio",
-            "0.05",
-            "--seed",
-            "5",
-            "--json",
-            "--quiet",
-        ],
-        &[],
-    );
-    let sent: Value = serde_json::from_str(out.trim()).unwrap();
+    let sent = p.replay_sample("events/iot/devices-20-seed-1.jsonl", Some(5));
     p.bridgectl(&["esm", "--until-empty", "--wait-time", "1", "--json"], &[]);
     let (docs, dead) = (
         sent["unique_keys"].as_u64().unwrap(),
@@ -54,17 +39,7 @@ async fn the_console_shows_the_flow_filters_dead_letters_and_redrives_each_once(
     let p = Pipeline::new(BIN, StackEnv::get().kafka_bootstrap(), 5).await;
     let _writer = p.start_writer();
     let (docs, _) = replayed(&p).await;
-    let console = Console::start(
-        BIN,
-        &p.env,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            "1s",
-            "--allow-redrive",
-        ],
-    );
+    let console = p.console();
     let b = Browser::start().await;
 
     // Flow: the counts the stack really holds.

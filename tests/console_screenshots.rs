@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use e2e_tests::browser::Browser;
-use e2e_tests::console_proc::Console;
 use e2e_tests::pipeline::Pipeline;
 use fantoccini::Locator;
 use testkit::StackEnv;
@@ -23,32 +22,10 @@ async fn main() -> anyhow::Result<()> {
     let bin = std::env::var("BRIDGECTL").unwrap_or_else(|_| "target/debug/bridgectl".into());
     let p = Pipeline::new(&bin, StackEnv::get().kafka_bootstrap(), 5).await;
     let _writer = p.start_writer();
-    p.bridgectl(
-        &[
-            "replay",
-            "events/iot/*.jsonl",
-            "--invalid-ratio",
-            "0.05",
-            "--duplicate-ratio",
-            "0.05",
-            "--json",
-            "--quiet",
-        ],
-        &[],
-    );
+    p.replay_sample("events/iot/*.jsonl", None);
     // Half the queue is drained now and half after the console starts, so the charts move.
     p.bridgectl(&["esm", "--max-batches", "10", "--json"], &[]);
-    let console = Console::start(
-        &bin,
-        &p.env,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            "1s",
-            "--allow-redrive",
-        ],
-    );
+    let console = p.console();
     let b = Browser::start().await;
     b.client.goto(&console.page("/")).await?;
     p.bridgectl(&["esm", "--until-empty", "--wait-time", "1", "--json"], &[]);

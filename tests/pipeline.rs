@@ -12,6 +12,8 @@ use testkit::args::WriterArgs;
 use testkit::process::TempDir;
 use testkit::{StackEnv, kafka, sqs, unique, wait_for};
 
+use crate::console_proc::Console;
+
 /// Fresh queue pair, topics, group and database, on `bootstrap`.
 pub struct Pipeline {
     pub env: HashMap<String, String>,
@@ -92,6 +94,38 @@ impl Pipeline {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "bridgectl {args:?} failed: {stderr}");
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `bridgectl replay FILES` with 5 % invalid and 5 % duplicate messages (seeded when
+    /// `seed` is given): the replay's JSON summary.
+    pub fn replay_sample(&self, files: &str, seed: Option<u64>) -> serde_json::Value {
+        let seed = seed.map(|s| s.to_string());
+        let mut args = vec![
+            "replay",
+            files,
+            "--invalid-ratio",
+            "0.05",
+            "--duplicate-ratio",
+            "0.05",
+            "--json",
+            "--quiet",
+        ];
+        if let Some(seed) = &seed {
+            args.extend(["--seed", seed]);
+        }
+        serde_json::from_str(self.bridgectl(&args, &[]).trim()).expect("replay's JSON summary")
+    }
+
+    /// `bridgectl console` on a free loopback port, refreshing every second, redrive allowed.
+    pub fn console(&self) -> Console {
+        let args = [
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1s",
+            "--allow-redrive",
+        ];
+        Console::start(&self.bin, &self.env, &args)
     }
 
     /// The writer, in this process, on the pipeline's topic and database.

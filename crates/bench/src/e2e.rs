@@ -109,7 +109,8 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
     let floor_secs = args.duration.min(Duration::from_secs(10));
     let floor = sqs_floor(&client, args.rate, floor_secs, args.pollers).await?;
     println!(
-        "SQS alone (moto), {:.0} msg/s for {floor_secs:?}: send -> receive p50 {:.0} ms, p99 {:.0} ms ({} of {} received)",
+        "SQS alone ({}), {:.0} msg/s for {floor_secs:?}: send -> receive p50 {:.0} ms, p99 {:.0} ms ({} of {} received)",
+        env.sqs_endpoint(),
         args.rate,
         percentile(&floor.latencies, 50.0),
         percentile(&floor.latencies, 99.0),
@@ -128,7 +129,8 @@ pub async fn run(args: E2eBenchArgs) -> anyhow::Result<()> {
     testkit::kafka::create_topic(&dlq_topic, 1).await;
     let bootstrap = env.kafka_bootstrap();
     println!(
-        "pipeline: SQS on moto -> local ESM ({} to {} pollers) + sqs-to-kafka handler -> Nisshi (sqlite) -> kafka-to-mongo -> SecantusDB; queue {name}",
+        "pipeline: SQS ({}) -> local ESM ({} to {} pollers) + sqs-to-kafka handler -> Nisshi (sqlite) -> kafka-to-mongo -> SecantusDB; queue {name}",
+        env.sqs_endpoint(),
         args.pollers,
         args.max_pollers.max(args.pollers)
     );
